@@ -1,0 +1,249 @@
+"""Interchange pairs and their counterfactuals (PROTOCOL §3), and the permuted control (§6).
+
+A pair is (base, base position i, source, source position j, variable set V). The
+counterfactual runs the program on the base through position i, overwrites V with the
+source's values after position j, and lets the program generate through ``E``:
+
+    counterfactual = base[0..i] + continuation
+
+Its scored positions are those whose *next* token the program emits in the respond phase
+(the responses and ``E``), so with source = base the scored mask is the task's own.
+
+Bases, sources and positions depend only on (task version, split, mode), never on the
+program or variables, so every variable is measured on the same sequences.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NumbenchError
+from .hashing import sha256_arrays, sha256_json
+from .programs import RESPOND, Program, get_program
+from .sequences import SequenceBatch, batch_of, one_sequence, pad_batch
+from .tasks import Task, tasks_dir
+
+#: split -> (size, counts pool, seed). Train pairs never use held-out counts.
+PAIR_SPLITS = {
+    "train": (10_000, "in_distribution", 2001),
+    "valid": (1_000, "all", 2002),
+    "test": (1_000, "all", 2003),
+}
+MODES = ("single", "prefix")
+PERMUTATION_SEED = 3001
+LOCK_FILE = "pairs.lock"  # JSON; not *.json so it is never read as a task
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """A frozen set of interchange pairs.
+
+    base, source:    sequences (void_p = 0)
+    base_pos:        (n,) position i in the base (and counterfactual) that is interchanged
+    source_pos:      (n,) position j in the source whose activation is taken
+    counterfactual:  the expected sequence; ``counts`` are the base's N, ``scored`` marks
+                     input positions whose next token is scored
+    source_values:   (n, |V|) the value written into each variable (after π if permuted)
+    """
+
+    task: str
+    task_version: int
+    program: str
+    variables: tuple[str, ...]
+    split: str
+    mode: str
+    permuted: bool
+    seed: int
+    base: SequenceBatch
+    base_pos: np.ndarray
+    source: SequenceBatch
+    source_pos: np.ndarray
+    counterfactual: SequenceBatch
+    source_values: np.ndarray
+    permutations: dict[str, list[int]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.base_pos)
+
+    @property
+    def key(self) -> str:
+        return pair_key(self.task, self.task_version, self.program, self.variables,
+                        self.split, self.mode, self.permuted)
+
+    @property
+    def sha256(self) -> str:
+        return _pair_sha256(self)
+
+    def subset(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        return {"base_pos": self.base_pos[index], "source_pos": self.source_pos[index]}
+
+
+def pair_key(task: str, version: int, program: str, variables: tuple[str, ...], split: str,
+             mode: str, permuted: bool) -> str:
+    return f"{task}@v{version}/{program}/{'+'.join(variables)}/{split}/{mode}" + (
+        "/permuted" if permuted else "")
+
+
+def _pair_sha256(p: PairSet) -> str:
+    meta = sha256_json({"key": p.key, "seed": p.seed, "permutations": p.permutations})
+    body = sha256_arrays(p.base.ids, p.base_pos, p.source.ids, p.source_pos,
+                         p.counterfactual.ids, p.counterfactual.scored)
+    return sha256_json([meta, body])
+
+
+def derangement(values: tuple[int, ...], rng: np.random.Generator) -> dict[int, int]:
+    """A random permutation of ``values`` with no fixed point (rejection sampling)."""
+    if len(values) < 2:
+        raise ValueError("a derangement needs at least two values")
+    while True:
+        perm = rng.permutation(len(values))
+        if not np.any(perm == np.arange(len(values))):
+            return {values[a]: values[b] for a, b in enumerate(perm)}
+
+
+def permutations_for(task: Task, program: Program) -> dict[str, dict[int, int]]:
+    """The fixed derangement π of each variable's values on ``task`` (PROTOCOL §6)."""
+    out = {}
+    for k, var in enumerate(program.variables):
+        rng = np.random.default_rng(np.random.SeedSequence([PERMUTATION_SEED, task.version, k]))
+        out[var] = derangement(program.values(task, var), rng)
+    return out
+
+
+def _eligible(task: Task, row: list[int]) -> np.ndarray:
+    """Positions whose input token is a demo or a response token."""
+    allowed = set(task.demo_ids) | {task.response_id}
+    return np.array([t for t, tok in enumerate(row) if tok in allowed], dtype=np.int64)
+
+
+def _draw_sequences(task: Task, split: str, mode: str):
+    """Bases, sources and positions: a function of (task version, split, mode) only."""
+    size, pool_name, seed = PAIR_SPLITS[split]
+    ss = np.random.SeedSequence([seed, task.version, MODES.index(mode)])
+    rng = np.random.default_rng(ss)
+    pool = np.asarray(task.counts_for(pool_name))
+    n_base, n_src = rng.choice(pool, size=size), rng.choice(pool, size=size)
+    bases = [one_sequence(task, int(n), 0.0, rng) for n in n_base]
+    sources = [one_sequence(task, int(n), 0.0, rng) for n in n_src]
+    base_pos = np.empty(size, dtype=np.int64)
+    src_pos = np.empty(size, dtype=np.int64)
+    for b in range(size):
+        eb = _eligible(task, bases[b])
+        if mode == "single":
+            base_pos[b] = eb[rng.integers(len(eb))]
+            es = _eligible(task, sources[b])
+            src_pos[b] = es[rng.integers(len(es))]
+        else:  # prefix: i = j, eligible in both
+            both = np.intersect1d(eb, _eligible(task, sources[b]))
+            base_pos[b] = src_pos[b] = both[rng.integers(len(both))]
+    cont_rng = np.random.default_rng(ss.spawn(1)[0])
+    return seed, bases, n_base, base_pos, sources, n_src, src_pos, cont_rng
+
+
+def counterfactual(task: Task, program: Program, variables: tuple[str, ...], base: list[int],
+                   n_base: int, i: int, source_state: dict, rng: np.random.Generator,
+                   ) -> tuple[list[int], list[bool]]:
+    """The counterfactual tokens and, per input position, whether its next token is scored.
+
+    ``source_state`` holds the values to write into ``variables`` (already permuted for the
+    control).
+    """
+    states = program.trace(task, base[: i + 1])
+    s = dict(states[i])
+    for v in variables:
+        s[v] = source_state[v]
+    cont, cont_states = program.generate(task, n_base, s, rng)
+    tokens = base[: i + 1] + cont
+    phases = [st["phase"] for st in states[:i]] + [s["phase"]] + [st["phase"] for st in cont_states]
+    scored = [ph == RESPOND for ph in phases[: len(tokens) - 1]] + [False]
+    return tokens, scored
+
+
+def make_pairs(task: Task, program: str | Program, variables: str | tuple[str, ...],
+               split: str = "test", *, mode: str = "single", permuted: bool = False,
+               verify: bool = True) -> PairSet:
+    """The frozen pair set for (task, program, variable set, split, mode).
+
+    ``variables`` is a variable name, ``"full"``, or a tuple of names. With ``verify``, the
+    result's sha256 is checked against ``tasks/pairs.lock`` when the key is recorded.
+    """
+    prog = get_program(program) if isinstance(program, str) else program
+    if isinstance(variables, str):
+        variables = prog.variable_set(variables)
+    if split not in PAIR_SPLITS:
+        raise NumbenchError(f"unknown pair split '{split}' (choose from {', '.join(PAIR_SPLITS)})")
+    if mode not in MODES:
+        raise NumbenchError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+    return _make_pairs(task, prog.name, tuple(variables), split, mode, permuted, verify)
+
+
+@lru_cache(maxsize=64)
+def _make_pairs(task, program, variables, split, mode, permuted, verify) -> PairSet:
+    prog = get_program(program)
+    seed, bases, n_base, base_pos, sources, n_src, src_pos, rng = _draw_sequences(task, split, mode)
+    perms = permutations_for(task, prog) if permuted else {}
+    cf_tokens, cf_scored, values = [], [], []
+    for b in range(len(bases)):
+        src_state = prog.trace(task, sources[b][: src_pos[b] + 1])[src_pos[b]]
+        if permuted:
+            src_state = {v: perms[v][src_state[v]] if v in variables else x
+                         for v, x in src_state.items()}
+        toks, sc = counterfactual(task, prog, variables, bases[b], int(n_base[b]),
+                                  int(base_pos[b]), src_state, rng)
+        cf_tokens.append(toks)
+        cf_scored.append(sc)
+        values.append([src_state[v] for v in variables])
+    cf = pad_batch(task, cf_tokens, n_base, [0] * len(bases), [0] * len(bases))
+    scored = np.zeros_like(cf.scored)
+    for b, sc in enumerate(cf_scored):
+        scored[b, : len(sc)] = sc
+    cf = SequenceBatch(cf.ids, cf.lengths, cf.counts, scored)
+    pairs = PairSet(
+        task=task.name, task_version=task.version, program=prog.name, variables=variables,
+        split=split, mode=mode, permuted=permuted, seed=seed,
+        base=batch_of(task, bases, n_base), base_pos=base_pos,
+        source=batch_of(task, sources, n_src), source_pos=src_pos,
+        counterfactual=cf, source_values=np.asarray(values, dtype=np.int64),
+        permutations={v: [perms[v][x] for x in sorted(perms[v])] for v in variables} if permuted else {},
+    )
+    if verify:
+        recorded = read_lock().get(pairs.key)
+        if recorded is not None and recorded != pairs.sha256:
+            raise NumbenchError(
+                f"regenerated pair set does not match its recorded hash (recorded "
+                f"{recorded[:12]}…, got {pairs.sha256[:12]}…)",
+                path=tasks_dir() / LOCK_FILE, field=pairs.key)
+    return pairs
+
+
+def read_lock() -> dict[str, str]:
+    path = tasks_dir() / LOCK_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise NumbenchError(f"not valid JSON ({e})", path=path) from None
+
+
+def standard_pair_keys(task: Task) -> list[tuple[str, tuple[str, ...], str, str, bool]]:
+    """Every (program, variables, split, mode, permuted) the protocol uses on a task."""
+    from .programs import PROGRAMS
+
+    out = []
+    for prog in PROGRAMS.values():
+        for vs in [(v,) for v in prog.variables] + [prog.variables]:
+            for split in PAIR_SPLITS:
+                for mode in MODES:
+                    for permuted in (False, True):
+                        out.append((prog.name, vs, split, mode, permuted))
+    return out
+
+
+def lock_path() -> Path:
+    return tasks_dir() / LOCK_FILE
