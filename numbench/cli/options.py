@@ -1,0 +1,23 @@
+"""Options shared by the verbs that load models."""
+
+from __future__ import annotations
+
+import click
+
+from ..models.registry import load_arch_module
+
+
+def _load_modules(_ctx, _param, paths):
+    for path in paths:
+        load_arch_module(path)
+    return paths
+
+
+arch_module_option = click.option(
+    "--arch-module", "arch_modules", multiple=True, type=click.Path(dir_okay=False),
+    callback=_load_modules, expose_value=False, is_eager=True,
+    help="A Python file defining a plugin architecture (repeatable). Your own code: a model "
+         "file never loads code.")
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document on stdout instead of a table.")

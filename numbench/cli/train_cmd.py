@@ -1,0 +1,106 @@
+"""``numbench train``: next-token training of a registered architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import NumbenchError
+from ..models.files import save_model
+from ..tasks import load_task
+from ..training import TrainConfig, train
+from .accuracy_cmd import split_accuracies
+from .options import arch_module_option, json_option
+from .output import print_json, stderr, stdout
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """KEY=VALUE pairs; VALUE is read as JSON when it parses (numbers), else a string."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise NumbenchError(f"--config expects KEY=VALUE, got '{pair}'")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@click.command("train")
+@click.option("--arch", required=True, help="A registered architecture (gru, lstm, transformer, …).")
+@click.option("--task", "task_name", required=True, help="Task to train on.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.pt or .safetensors).")
+@click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Architecture config override, e.g. --config d_hidden=64 (repeatable).")
+@click.option("--max-steps", default=TrainConfig.max_steps, show_default=True)
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True)
+@click.option("--lr", default=TrainConfig.lr, show_default=True)
+@click.option("--target-accuracy", default=TrainConfig.target_accuracy, show_default=True,
+              help="Stop when validation accuracy reaches this.")
+@click.option("--void-p", type=float, default=None,
+              help="Void probability of training data (default: the task's reference for "
+                   "the architecture family).")
+@click.option("--save-every", default=0, show_default=True,
+              help="Also save a checkpoint every N steps to OUT's stem + '.checkpoints/'.")
+@arch_module_option
+@json_option
+def command(arch, task_name, seed, out, overrides, max_steps, batch_size, lr, target_accuracy,
+            void_p, save_every, as_json) -> None:
+    """Train ARCH on TASK from SEED and write a model file (deterministic on CPU).
+
+    Example: numbench train --arch gru --task multi_object --seed 0 --out runs/gru.pt
+    """
+    out = Path(out)
+    if out.suffix not in (".pt", ".safetensors"):
+        raise NumbenchError("model files end in .pt or .safetensors", path=out)
+    task = load_task(task_name)
+    tc = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, void_p=void_p,
+                     target_accuracy=target_accuracy, save_every=save_every)
+    ckpt_dir = out.with_suffix("").with_name(out.stem + ".checkpoints")
+
+    def save_checkpoint(step, model):
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_model(model, ckpt_dir / f"step_{step:06d}{out.suffix}", task=task, seed=seed,
+                   training={"step": step, "checkpoint_of": out.name})
+
+    columns = (TextColumn("[bold]train[/] {task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
+               TextColumn("valid acc {task.fields[acc]}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        bar = progress.add_task(f"{arch} on {task.name} seed {seed}", total=max_steps,
+                                loss="-", acc="-")
+
+        def on_progress(step, loss, acc):
+            fields = {"loss": f"{loss:.4f}"}
+            if acc is not None:
+                fields["acc"] = f"{acc:.3f}"
+            progress.update(bar, completed=step, **fields)
+
+        result = train(arch, task, seed, config=parse_overrides(overrides), train_config=tc,
+                       on_progress=on_progress, on_checkpoint=save_checkpoint if save_every else None)
+    summary = dict(result.summary, accuracy=split_accuracies(result.model, task),
+                   parameters=result.model.parameter_count())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(result.model, out, task=task, seed=seed, training=summary)
+    doc = {"model": str(out), "arch": arch, "task": task.name, "seed": seed,
+           "config": result.model.config_dict(), **summary}
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(title=f"trained {arch} on {task.name} (seed {seed}) → {out}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("parameters", f"{summary['parameters']:,}")
+    table.add_row("steps", f"{summary['steps']} ({summary['stop_reason']})")
+    table.add_row("wall time", f"{summary['wall_seconds']:.1f} s")
+    for split, acc in summary["accuracy"].items():
+        table.add_row(f"{split} accuracy", f"{acc:.3f}")
+    stdout.print(table)

@@ -1,0 +1,332 @@
+"""The alignment-training engine (PROTOCOL §5): many DAS fits through one model forward.
+
+The engine knows tensors, sites and alignments — nothing of tasks or files. A *fit* is one
+alignment (kind, k) trained on one pair set at one site. Fits that share a model, site and
+mode train together: every step samples one batch of pair indices, each fit interchanges
+its own rows, and all rows go through the frozen model in a single forward. Each fit's
+parameters see only its own loss (their slices are independent and Adam is elementwise),
+so a fit trains exactly as it would alone.
+
+What does not depend on the alignment is computed once: base and source activations at
+the interchange positions and, for a recurrent model (``Resumable``), the counterfactual
+suffix after position i with its targets, so a step runs only the suffix.
+
+Stopping (per fit, checked at every validation, every ``eval_every`` steps): valid IIA ≥
+``stop_iia``; valid loss not improved by ``min_delta`` in ``patience`` validations; valid
+IIA < ``fail_iia`` after ``fail_after`` steps; ``max_steps``. The alignment with the best
+valid IIA is kept; its test IIA is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .alignments import Alignment, make_alignment
+from .models.contract import NumbenchModel, Resumable
+from .models.recurrent import left_align
+
+
+@dataclass(frozen=True)
+class PairTensors:
+    """A pair set as tensors. ``cf_scored`` marks input positions whose next token counts."""
+
+    base_ids: torch.Tensor  # (N, Tb) base tokens (cf_ids[:, :i+1] == base_ids[:, :i+1])
+    cf_ids: torch.Tensor  # (N, T) counterfactual tokens
+    cf_scored: torch.Tensor  # (N, T) bool
+    base_pos: torch.Tensor  # (N,) position i
+    src_ids: torch.Tensor  # (N, Ts) source tokens
+    src_pos: torch.Tensor  # (N,) position j
+
+    def __len__(self) -> int:
+        return len(self.base_pos)
+
+
+@dataclass
+class EngineConfig:
+    lr: float = 1e-3
+    batch_size: int = 128
+    max_steps: int = 20_000
+    eval_every: int = 100
+    stop_iia: float = 0.995
+    patience: int = 10  # validations without a min_delta loss improvement
+    min_delta: float = 1e-3
+    fail_after: int = 1500
+    fail_iia: float = 0.1
+    eval_chunk: int = 250  # pairs per fit per no-grad forward
+    fits_per_forward: int = 8  # ~1,000 rows a forward keeps a d=128 recurrence in cache
+
+
+@dataclass
+class FitSpec:
+    key: str
+    alignment: str
+    k: int
+    train: PairTensors
+    valid: PairTensors
+    test: PairTensors
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    key: str
+    alignment: str
+    k: int
+    valid_iia: float
+    test_iia: float
+    valid_loss: float
+    steps: int
+    best_step: int
+    stop_reason: str
+    test_correct: np.ndarray = field(repr=False)  # (N_test,) bool per pair
+    state: dict = field(repr=False, default_factory=dict)  # best alignment slice
+
+
+@dataclass
+class _Split:
+    """One fit's split, prepared: cached activations and (fast path) aligned suffixes."""
+
+    h_base: torch.Tensor  # (N, d) at i
+    h_src: torch.Tensor  # (N, d) at j, or (N, Ts, d) for prefix mode
+    pos: torch.Tensor  # (N,)
+    ids: torch.Tensor  # fast path: suffix (N, S); else counterfactual (N, T)
+    targets: torch.Tensor  # (N, W) fast path from i, else (N, T)
+    scored: torch.Tensor  # same shape as targets, bool
+
+
+class _Fit:
+    def __init__(self, spec: FitSpec, module: Alignment, slot: int):
+        self.spec, self.module, self.slot = spec, module, slot
+        self.splits: dict[str, _Split] = {}
+        self.active = True
+        self.best_iia, self.best_loss, self.best_step = -1.0, float("inf"), 0
+        self.best_state = module.slice_state(slot)
+        self.loss_best, self.since_loss_best = float("inf"), 0
+        self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
+
+
+def _targets(ids: torch.Tensor) -> torch.Tensor:
+    return torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
+
+
+class Engine:
+    """Trains and scores groups of fits that share (model, site, mode)."""
+
+    def __init__(self, model: NumbenchModel, site: str, mode: str = "single",
+                 config: EngineConfig | None = None):
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model, self.site, self.mode = model, site, mode
+        self.config = config or EngineConfig()
+        self.d = model.sites[site]
+        self.fast = (mode == "single" and isinstance(model, Resumable)
+                     and site in model.state_sites)
+        self._acts: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # --- preparation ------------------------------------------------------------------
+    @torch.no_grad()
+    def _activations(self, ids: torch.Tensor) -> torch.Tensor:
+        for seen, acts in self._acts:  # fits share pair sets: compute each set's once
+            if seen is ids:
+                return acts
+        acts = torch.cat([self.model.activations(ids[s : s + 2000], self.site)
+                          for s in range(0, len(ids), 2000)])
+        self._acts.append((ids, acts))
+        return acts
+
+    def prepare(self, pairs: PairTensors) -> _Split:
+        rows = torch.arange(len(pairs))
+        pos = pairs.base_pos
+        h_base = self._activations(pairs.base_ids)[rows, pos]
+        src = self._activations(pairs.src_ids)
+        h_src = src[rows, pairs.src_pos] if self.mode == "single" else src
+        targets = _targets(pairs.cf_ids)
+        if not self.fast:
+            return _Split(h_base, h_src, pos, pairs.cf_ids, targets, pairs.cf_scored)
+        # positions i .. i+W-1 hold every scored prediction after the interchange
+        T = pairs.cf_ids.shape[1]
+        last = torch.where(pairs.cf_scored, torch.arange(T), -1).max(dim=1).values
+        W = int((last - pos).max()) + 1
+        idx = (pos[:, None] + torch.arange(W)[None, :]).clamp(max=T - 1)
+        inside = pos[:, None] + torch.arange(W)[None, :] < T
+        scored = pairs.cf_scored.gather(1, idx) & inside
+        suffix = left_align(pairs.cf_ids, pos + 1)[:, : W - 1]
+        return _Split(h_base, h_src, pos, suffix, targets.gather(1, idx), scored)
+
+    # --- one forward over many fits -----------------------------------------------------
+    def _forward(self, fits: list[_Fit], split: str, idx: torch.Tensor):
+        """Per-fit mean loss (A,) and per-pair correctness (A, n) for pairs ``idx``."""
+        n, A = len(idx), len(fits)
+        data = [f.splits[split] for f in fits]
+        h_src = [dat.h_src[idx] for dat in data]  # (n, d) or (n, Ts, d) per fit
+        segments: dict[int, tuple[Alignment, object, list[int]]] = {}
+        for a, f in enumerate(fits):  # fits of one module, with its factors computed once
+            seg = segments.setdefault(id(f.module), (f.module, f.module.factors(), []))
+            seg[2].append(a)
+
+        def edit(h: torch.Tensor, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            """Rows come sorted, fit by fit, each fit editing the same m (pair, t) places."""
+            m = h.shape[0] // A
+            hb = h.view(A, m, self.d)
+            r = rows.view(A, m) - torch.arange(A)[:, None] * n  # pair index in the batch
+            if self.mode == "single":
+                hs = torch.stack([h_src[a][r[a]] for a in range(A)])
+            else:  # prefix: i = j, so the source position is t itself
+                tt = t.view(A, m)
+                hs = torch.stack([h_src[a][r[a], tt[a]] for a in range(A)])
+            outs = []  # members of a segment are consecutive fits, segments in fit order
+            for module, factors, members in segments.values():
+                a0, a1 = members[0], members[-1] + 1
+                assert members == list(range(a0, a1)), "fits of a module must be consecutive"
+                slots = [fits[a].slot for a in members]
+                if slots == list(range(module.count)):
+                    outs.append(module.apply(hb[a0:a1], hs[a0:a1], factors))
+                else:  # only some slots are here: zeros elsewhere, keep these
+                    sl = torch.tensor(slots)
+                    zeros = hb.new_zeros(module.count, m, self.d)
+                    outs.append(module.apply(zeros.index_copy(0, sl, hb[a0:a1]),
+                                             zeros.index_copy(0, sl, hs[a0:a1]), factors)[sl])
+            return torch.cat(outs).reshape(A * m, self.d)
+
+        if self.fast:
+            h = torch.cat([dat.h_base[idx] for dat in data])  # (A n, d)
+            rows = torch.arange(A * n)
+            new = edit(h, rows, torch.cat([dat.pos[idx] for dat in data]))
+            W = max(dat.targets.shape[1] for dat in data)
+            pad = lambda x, v: F.pad(x, (0, W - x.shape[1]), value=v)
+            select = torch.cat([pad(dat.scored[idx], False) for dat in data])
+            suffix = torch.cat([pad(dat.ids[idx], 0) for dat in data])[:, : W - 1]
+            # longest rows first, so the recurrence can drop rows as they end
+            lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
+            perm = torch.argsort(lengths, descending=True, stable=True)
+            select, targets = select[perm], torch.cat([pad(dat.targets[idx], 0) for dat in data])[perm]
+            logits = self.model.resume(self.site, new[perm], suffix[perm], select,
+                                       lengths[perm].tolist())  # (K, V)
+            targets = targets[select]
+            row = perm[select.nonzero(as_tuple=True)[0]]  # original row of each logit
+        else:
+            T = max(dat.ids.shape[1] for dat in data)
+            pad = lambda x, v: F.pad(x, (0, T - x.shape[1]), value=v)
+            ids = torch.cat([pad(dat.ids[idx], 0) for dat in data])
+            select = torch.cat([pad(dat.scored[idx], False) for dat in data])
+            pos = torch.cat([dat.pos[idx] for dat in data])
+            logits = self.model.run(ids, self.site, pos, edit, self.mode)[select]
+            targets = torch.cat([pad(dat.targets[idx], 0) for dat in data])[select]
+            row = select.nonzero(as_tuple=True)[0]  # (K,) which of the A·n rows
+        ce = F.cross_entropy(logits, targets, reduction="none")
+        fit_of = row // n
+        loss = torch.zeros(A).index_add(0, fit_of, ce) / torch.bincount(fit_of, minlength=A).clamp(min=1)
+        wrong = torch.bincount(row[logits.argmax(-1) != targets], minlength=A * n)
+        return loss, (wrong == 0).view(A, n)
+
+    def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
+        c = max(1, self.config.fits_per_forward)
+        return [fits[s : s + c] for s in range(0, len(fits), c)]
+
+    @torch.no_grad()
+    def _score(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean loss (A,) and correctness (A, N) of every fit on ``split``."""
+        parts = [self._score_chunk(chunk, split) for chunk in self._chunks(fits)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _score_chunk(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
+        N = len(fits[0].splits[split].pos)
+        losses, correct = [], []
+        chunk = max(1, self.config.eval_chunk)
+        for s in range(0, N, chunk):
+            idx = torch.arange(s, min(N, s + chunk))
+            loss, ok = self._forward(fits, split, idx)
+            losses.append(loss * len(idx))
+            correct.append(ok)
+        return (torch.stack(losses).sum(0) / N).numpy(), torch.cat(correct, 1).numpy()
+
+    # --- training ------------------------------------------------------------------------
+    def run(self, specs: list[FitSpec], *, seed: int = 0,
+            on_step: Callable[[int, int, float], None] | None = None) -> list[FitResult]:
+        """Train every trainable fit to its stopping rule; score all on valid and test.
+
+        ``on_step(step, active_fits, best_valid_iia_so_far)`` is called every validation.
+        """
+        cfg = self.config
+        groups: dict[tuple[str, int], list[FitSpec]] = {}
+        for s in specs:
+            groups.setdefault((s.alignment, s.k), []).append(s)
+        fits: list[_Fit] = []
+        for (kind, k), members in groups.items():
+            module = make_alignment(kind, self.d, k, count=len(members),
+                                    seed=[m.seed for m in members])
+            fits += [_Fit(m, module, a) for a, m in enumerate(members)]
+        for f in fits:
+            f.splits = {name: self.prepare(getattr(f.spec, name)) for name in ("train", "valid", "test")}
+        trainable = [f for f in fits if f.module.trainable]
+        for f in fits:
+            f.active = f.module.trainable
+        params = [p for m in {id(f.module): f.module for f in trainable}.values() for p in m.parameters()]
+        opt = torch.optim.Adam(params, lr=cfg.lr) if params else None
+        n_train = len(fits[0].splits["train"].pos)
+        rng = torch.Generator().manual_seed(seed)
+        order, cursor, step = torch.randperm(n_train, generator=rng), 0, 0
+        self._validate(trainable, 0)
+        while any(f.active for f in trainable) and step < cfg.max_steps:
+            step += 1
+            if cursor + cfg.batch_size > n_train:
+                order, cursor = torch.randperm(n_train, generator=rng), 0
+            idx = order[cursor : cursor + cfg.batch_size]
+            cursor += cfg.batch_size
+            active = [f for f in trainable if f.active]
+            opt.zero_grad(set_to_none=True)
+            for chunk in self._chunks(active):  # each fit's loss is its own: exact
+                loss, _ = self._forward(chunk, "train", idx)
+                loss.sum().backward()
+            opt.step()
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                self._validate(active, step)
+                if on_step:
+                    on_step(step, sum(f.active for f in trainable),
+                            max(f.best_iia for f in trainable))
+        for f in trainable:
+            if f.active:
+                f.active, f.stop_reason, f.steps = False, "max_steps", step
+            f.module.load_slice(f.slot, f.best_state)
+        valid_loss, valid_ok = self._score(fits, "valid")
+        test_loss, test_ok = self._score(fits, "test")
+        results = []
+        for a, f in enumerate(fits):
+            results.append(FitResult(
+                key=f.spec.key, alignment=f.spec.alignment, k=f.module.k,
+                valid_iia=float(valid_ok[a].mean()), test_iia=float(test_ok[a].mean()),
+                valid_loss=float(valid_loss[a]), steps=f.steps, best_step=f.best_step,
+                stop_reason=f.stop_reason or "untrained", test_correct=test_ok[a],
+                state=f.best_state if f.module.trainable else {}))
+        return results
+
+    def _validate(self, fits: list[_Fit], step: int) -> None:
+        live = [f for f in fits if f.active]
+        if not live:
+            return
+        cfg = self.config
+        loss, ok = self._score(live, "valid")
+        for a, f in enumerate(live):
+            iia, l = float(ok[a].mean()), float(loss[a])
+            f.valid_loss, f.steps = l, step
+            if iia > f.best_iia:
+                f.best_iia, f.best_step, f.best_state = iia, step, f.module.slice_state(f.slot)
+            if l < f.loss_best - cfg.min_delta:
+                f.loss_best, f.since_loss_best = l, 0
+            else:
+                f.since_loss_best += 1
+            if iia >= cfg.stop_iia:
+                f.stop_reason = "reached_iia"
+            elif f.since_loss_best >= cfg.patience:
+                f.stop_reason = "plateau"
+            elif step >= cfg.fail_after and iia < cfg.fail_iia:
+                f.stop_reason = "failing"
+            if f.stop_reason:
+                f.active = False

@@ -1,0 +1,290 @@
+"""The numbench model file: one documented format (docs/model-files.md), read safely.
+
+``.pt`` is ``torch.save`` of a plain dict, read back with ``weights_only=True``;
+``.safetensors`` holds the state_dict as tensors and every other key as JSON under the
+metadata key ``numbench``. Loading checks the metadata, builds the architecture the file
+names from the registry (a file never brings code) and checks every tensor before
+``load_state_dict``. Every problem is one :class:`NumbenchError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from ..errors import NumbenchError
+from ..hashing import sha256_file
+from ..tasks import Task
+from .contract import NumbenchModel
+from .registry import build_model
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIXES", "ModelMeta", "save_model", "load_model",
+           "model_sha256"]
+
+FORMAT = "numbench-model"
+FORMAT_VERSION = 1
+SUFFIXES = (".pt", ".safetensors")
+
+#: every key but "state_dict", with the type its value must have
+_META_TYPES = {"format": str, "format_version": int, "arch": str, "config": dict, "task": dict,
+               "vocabulary": list, "seed": int, "training": dict}
+_KEYS = (*_META_TYPES, "state_dict")
+
+# What a damaged file makes torch.load or safetensors raise (anything else is our bug).
+_READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+                OSError, KeyError, IndexError, TypeError, AttributeError, SafetensorError)
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Everything a model file holds besides its tensors."""
+
+    arch: str
+    config: dict
+    task_name: str
+    task_version: int
+    vocabulary: tuple[str, ...]
+    seed: int
+    training: dict
+    format_version: int = FORMAT_VERSION
+
+
+# --- saving ------------------------------------------------------------------------------
+
+def save_model(model: NumbenchModel, path: str | Path, *, task: Task, seed: int,
+               training: dict | None = None) -> None:
+    """Write ``model`` to ``path`` (``.pt`` or ``.safetensors``), atomically."""
+    path = Path(path)
+    suffix = _suffix(path)
+    try:
+        # A JSON round trip checks the metadata is plain data and makes both encodings
+        # hold identical values (tuples become lists in each).
+        meta = json.loads(json.dumps({
+            "format": FORMAT, "format_version": FORMAT_VERSION, "arch": model.arch,
+            "config": model.config_dict(), "task": {"name": task.name, "version": task.version},
+            "vocabulary": list(model.vocabulary), "seed": seed, "training": training or {},
+        }))
+    except (TypeError, ValueError) as e:
+        raise NumbenchError(f"metadata is not plain JSON data ({e})", path=path) from None
+    # never write what load_model would refuse
+    _check_task(_parse({**meta, "state_dict": {}}, path)[0], task, path)
+    # clone: each tensor gets its own storage, so torch.save never writes the whole base of
+    # a view and safetensors never sees two names sharing memory (tied weights).
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    if suffix == ".pt":
+        _write_atomically(path, lambda f: torch.save({**meta, "state_dict": state}, f))
+    else:
+        blob = safetensors_bytes(state, metadata={"numbench": json.dumps(meta)})
+        _write_atomically(path, lambda f: f.write(blob))
+
+
+def _write_atomically(path: Path, write: Callable) -> None:
+    """Write beside ``path``, then rename: no reader or crash ever sees half a file."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be shared
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise NumbenchError(f"cannot write model file ({e.strerror or e})",
+                                path=path) from None
+        raise
+
+
+# --- loading -----------------------------------------------------------------------------
+
+def load_model(path: str | Path, *, task: Task | None = None
+               ) -> tuple[NumbenchModel, ModelMeta]:
+    """The model in ``path``, in eval mode, and its metadata. With ``task``, the file must
+    have been trained on that task: same name, version and vocabulary."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise NumbenchError("no such model file", path=path)
+    raw = _read_pt(path) if suffix == ".pt" else _read_safetensors(path)
+    meta, state = _parse(raw, path)
+    if task is not None:
+        _check_task(meta, task, path)
+    try:
+        model = build_model(meta.arch, meta.config, meta.vocabulary)
+    except NumbenchError as e:  # unknown arch or bad config: the file is what is at fault
+        raise NumbenchError(str(e), path=path) from None
+    except (TypeError, ValueError, RuntimeError, AssertionError) as e:
+        raise NumbenchError(f"cannot build {meta.arch} from config {meta.config}: "
+                            f"{type(e).__name__}: {_first_line(str(e))}", path=path) from None
+    _check_state(model, state, path)
+    model.load_state_dict(state, strict=True)  # cannot fail after _check_state
+    return model.eval(), meta
+
+
+def model_sha256(path: str | Path) -> str:
+    """sha256 of the model file's bytes: what names exactly which weights made a number."""
+    path = Path(path)
+    if not path.is_file():
+        raise NumbenchError("no such model file", path=path)
+    return sha256_file(path)
+
+
+def _read_pt(path: Path) -> object:
+    try:
+        # weights_only: the unpickler admits tensors and plain containers only, so a file
+        # can never name a class or function for us to import or call.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise _corrupt(e, path) from None
+        # what it refused, without torch's paragraphs of advice on allowlisting it
+        what = str(e).partition("WeightsUnpickler error:")[2] or str(e)
+        raise NumbenchError(f"unsafe or unsupported content (not loaded): {_first_line(what)}",
+                            path=path) from None
+    except _READ_ERRORS as e:
+        raise _corrupt(e, path) from None
+
+
+def _read_safetensors(path: Path) -> dict:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = (f.metadata() or {}).get("numbench")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except _READ_ERRORS as e:
+        raise _corrupt(e, path) from None
+    if header is None:
+        raise NumbenchError("not a numbench model file (no 'numbench' metadata)", path=path)
+    try:
+        raw = json.loads(header)
+    except json.JSONDecodeError as e:
+        raise NumbenchError(f"'numbench' metadata is not valid JSON ({e})", path=path) from None
+    if not isinstance(raw, dict) or "state_dict" in raw:  # tensors are stored as tensors
+        raise NumbenchError("'numbench' metadata must be a JSON object without 'state_dict'",
+                            path=path)
+    return {**raw, "state_dict": tensors}
+
+
+def _parse(raw: object, path: Path) -> tuple[ModelMeta, dict]:
+    """Check the top-level keys and their types; ModelMeta and the state_dict."""
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise NumbenchError(f"not a numbench model file (no \"format\": \"{FORMAT}\")",
+                            path=path)
+    version = raw.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:  # before the keys: they may change
+        raise NumbenchError(f"unsupported format_version {version!r} (this numbench reads "
+                            f"{FORMAT_VERSION})", path=path)
+    for key in _KEYS:
+        if key not in raw:
+            raise NumbenchError("missing key", path=path, field=key)
+    for key in raw:
+        if key not in _KEYS:
+            raise NumbenchError("unexpected key", path=path, field=str(key))
+    for key, want in _META_TYPES.items():
+        if not isinstance(raw[key], want) or (want is int and isinstance(raw[key], bool)):
+            raise NumbenchError(f"must be {want.__name__}, got {type(raw[key]).__name__}",
+                                path=path, field=key)
+    t = raw["task"]
+    if set(t) != {"name", "version"} or not (isinstance(t["name"], str) and _is_int(t["version"])):
+        raise NumbenchError('must be {"name": str, "version": int}', path=path, field="task")
+    vocab = raw["vocabulary"]
+    if not vocab or not all(isinstance(tok, str) and tok for tok in vocab):
+        raise NumbenchError("must be a non-empty list of token strings", path=path,
+                            field="vocabulary")
+    for key in ("config", "training"):
+        if not _is_plain(raw[key]):
+            raise NumbenchError("must be plain JSON data", path=path, field=key)
+    state = raw["state_dict"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise NumbenchError("must map parameter names to tensors", path=path,
+                            field="state_dict")
+    meta = ModelMeta(raw["arch"], raw["config"], t["name"], t["version"], tuple(vocab),
+                     raw["seed"], raw["training"], version)
+    return meta, state
+
+
+def _check_task(meta: ModelMeta, task: Task, path: Path) -> None:
+    for ok, why in [
+        (meta.task_name == task.name, f"trained on task '{meta.task_name}', not '{task.name}'"),
+        (meta.task_version == task.version, f"trained on {task.name} version "
+                                            f"{meta.task_version}, not {task.version}"),
+        (meta.vocabulary == task.vocabulary, f"vocabulary {list(meta.vocabulary)} differs "
+                                             f"from task {task.name}'s {list(task.vocabulary)}"),
+    ]:
+        if not ok:
+            raise NumbenchError(why, path=path)
+
+
+def _check_state(model: NumbenchModel, state: dict, path: Path) -> None:
+    """Names, shapes, dtypes and finiteness, each reported by tensor name."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise NumbenchError(f"state_dict is missing {len(missing)} tensor(s) of {model.arch}: "
+                            f"{', '.join(missing[:5])}", path=path)
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise NumbenchError(f"state_dict has {len(extra)} unexpected tensor(s) for "
+                            f"{model.arch}: {', '.join(extra[:5])}", path=path)
+    for key, want in expected.items():
+        got = state[key]
+        if got.layout != torch.strided:
+            raise NumbenchError(f"tensor '{key}' is not a dense tensor", path=path)
+        if got.shape != want.shape:
+            raise NumbenchError(f"tensor '{key}' has shape {tuple(got.shape)}, expected "
+                                f"{tuple(want.shape)}", path=path)
+        # any float width loads into a float parameter; other dtypes must match exactly
+        if (got.is_floating_point() != want.is_floating_point()
+                or (not want.is_floating_point() and got.dtype != want.dtype)):
+            raise NumbenchError(f"tensor '{key}' has dtype {got.dtype}, expected {want.dtype}",
+                                path=path)
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise NumbenchError(f"tensor '{key}' has NaN or inf values", path=path)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def _suffix(path: Path) -> str:
+    if path.suffix not in SUFFIXES:
+        raise NumbenchError(f"unsupported model file suffix '{path.suffix}' (use .pt or "
+                            f".safetensors)", path=path)
+    return path.suffix
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_plain(x: object) -> bool:
+    """JSON data: what survives both encodings unchanged."""
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_is_plain(v) for v in x)
+    return x is None or isinstance(x, (str, int, float, bool))
+
+
+def _first_line(text: str) -> str:
+    """The first sentence of the first non-empty line: torch's messages run to paragraphs."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # and colour parts of them
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line.split(". ")[0]
+
+
+def _corrupt(e: Exception, path: Path) -> NumbenchError:
+    why = _first_line(str(e))
+    why = f"{type(e).__name__}: {why}" if why else type(e).__name__
+    return NumbenchError(f"truncated or corrupt file (not loaded): {why}", path=path)

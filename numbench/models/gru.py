@@ -1,0 +1,71 @@
+"""GRU reference model: embedding -> one GRU layer -> readout MLP. Site ``hidden`` (d).
+
+The fused ``nn.GRU`` runs whole sequences; an interchange at position i runs the prefix
+fused, edits the state, and resumes the same weights from the edited state (``resume``),
+so the prefix is never recomputed. ``prefix`` mode needs every state edited in turn, so it
+steps one position at a time with the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .contract import NumbenchModel, Resumable
+from .readout import readout_mlp
+from .recurrent import RecurrentRunner
+from .registry import register_architecture
+
+
+@dataclass
+class GRUConfig:
+    d_embed: int = 128
+    d_hidden: int = 128
+    d_readout: int = 512
+
+
+@register_architecture
+class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
+    arch = "gru"
+    family = "recurrent"
+    Config = GRUConfig
+    state_sites = ("hidden",)
+
+    def __init__(self, config: GRUConfig, vocabulary):
+        super().__init__(config, vocabulary)
+        self.embed = nn.Embedding(self.vocab_size, config.d_embed)
+        self.rnn = nn.GRU(config.d_embed, config.d_hidden, batch_first=True)
+        self.readout = readout_mlp(config.d_hidden, config.d_readout, self.vocab_size)
+
+    @property
+    def sites(self) -> dict[str, int]:
+        return {"hidden": self.config.d_hidden}
+
+    # --- the recurrent runner's hooks ---
+    def scan(self, ids: torch.Tensor, state: torch.Tensor | None = None):
+        """Fused pass over ids (B, S) from state (B, d); returns (site vectors (B, S, d), state)."""
+        h0 = None if state is None else state.unsqueeze(0).contiguous()
+        out, hn = self.rnn(self.embed(ids), h0)  # (B, S, d), (1, B, d)
+        return out, hn.squeeze(0)
+
+    def stepper(self):
+        """One GRU step on (n, d) states, the vocabulary's input gates precomputed."""
+        w_hh, b_hh = self.rnn.weight_hh_l0.T, self.rnn.bias_hh_l0
+        gi_table = self.embed.weight @ self.rnn.weight_ih_l0.T + self.rnn.bias_ih_l0  # (V, 3d)
+
+        def step(h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+            i_r, i_z, i_n = gi_table[tokens].chunk(3, dim=-1)
+            h_r, h_z, h_n = torch.addmm(b_hh, h, w_hh).chunk(3, dim=-1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            return n + z * (h - n)  # = (1 - z) n + z h
+
+        return step
+
+    def site_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def state_from_site(self, h: torch.Tensor) -> torch.Tensor:
+        return h

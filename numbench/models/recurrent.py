@@ -1,0 +1,113 @@
+"""Interchange runs for recurrent models whose site is their whole state after a position.
+
+A subclass provides four small hooks and gets ``run``, ``activations`` and ``resume``:
+
+* ``scan(ids (B, S), state) -> (outputs (B, S, d_out), last state)`` — one fused pass;
+* ``site_from_state(state) -> (B, d)`` and ``state_from_site(h) -> state``;
+* ``output_from_site(h) -> (..., d_out)`` — what the readout reads (LSTM: the h half);
+* ``readout(outputs) -> logits``.
+
+Optionally ``stepper() -> step(site (n, d), tokens (n,)) -> site (n, d)``, one time step on
+site vectors with whatever can be precomputed (input projections of the vocabulary)
+hoisted out. With it, ``resume`` runs a packed recurrence whose batch shrinks as rows end
+— much cheaper than the fused pass over padding when suffix lengths vary, as they do in
+alignment training.
+
+``site_sequence(ids)`` gives the site at every position; the default is ``scan``'s outputs,
+correct whenever the output *is* the state (GRU, Elman RNN).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .contract import Edit
+
+
+def left_align(ids: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Row b of the result is ids[b, start[b]:], left-aligned; (B, S) with S = T - min(start).
+
+    Positions past a row's end repeat its last token; callers never read them.
+    """
+    B, T = ids.shape
+    S = max(T - int(start.min()), 0)
+    idx = (start[:, None] + torch.arange(S, device=ids.device)[None, :]).clamp(max=T - 1)
+    return ids.gather(1, idx)
+
+
+class RecurrentRunner:
+    """Mixin implementing the contract's runs from the recurrent hooks."""
+
+    # --- hooks (GRU-style defaults where the output is the state) ----------------------
+    def site_sequence(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.scan(ids)[0]
+
+    def output_from_site(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    # --- the contract ------------------------------------------------------------------
+    def activations(self, ids: torch.Tensor, site: str) -> torch.Tensor:
+        self.check_site(site)
+        return self.site_sequence(ids)
+
+    def run(self, ids, site=None, pos=None, edit: Edit | None = None, mode="single"):
+        if edit is None:
+            return self.readout(self.scan(ids)[0])
+        self.check_site(site)
+        if mode == "single":
+            return self._run_single(ids, site, pos, edit)
+        if mode == "prefix":
+            return self._run_prefix(ids, pos, edit)
+        raise ValueError(f"unknown mode '{mode}'")
+
+    def resume(self, site, h, suffix, select=None, lengths=None):
+        """Logits (B, 1+S, V) for positions i..i+S (or (K, V) at ``select``), restarting
+        from site state h at i."""
+        self.check_site(site)
+        if lengths is not None and select is not None and hasattr(self, "stepper"):
+            return self._resume_packed(h, suffix, select, lengths)
+        outputs, _ = self.scan(suffix, self.state_from_site(h))
+        outputs = torch.cat([self.output_from_site(h).unsqueeze(1), outputs], dim=1)
+        return self.readout(outputs if select is None else outputs[select])
+
+    def _resume_packed(self, h, suffix, select, lengths):
+        """Step the rows still alive at each position (rows sorted by length, longest
+        first); gather the readout inputs at ``select`` in row-major order."""
+        step = self.stepper()
+        alive = [sum(1 for n in lengths if n > s) for s in range(max(lengths))]
+        outs, cur = [self.output_from_site(h)], h
+        for s in range(1, len(alive)):
+            cur = step(cur[: alive[s]], suffix[: alive[s], s - 1])
+            outs.append(self.output_from_site(cur))
+        offsets = torch.tensor([0] + alive[:-1]).cumsum(0)  # start of position s when packed
+        rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
+        return self.readout(torch.cat(outs)[offsets[cols] + rows])
+
+    def _run_single(self, ids, site, pos, edit):
+        B, T = ids.shape
+        rows = torch.arange(B, device=ids.device)
+        outputs, _ = self.scan(ids)
+        logits = self.readout(outputs)  # (B, T, V): right before each row's position
+        h_base = self.site_sequence(ids)[rows, pos]  # (B, d)
+        resumed = self.resume(site, edit(h_base, rows, pos), left_align(ids, pos + 1))
+        S1 = resumed.shape[1]
+        t = pos[:, None] + torch.arange(S1, device=ids.device)[None, :]  # (B, 1+S)
+        keep = t < T
+        r = rows[:, None].expand(B, S1)
+        return logits.index_put((r[keep], t[keep]), resumed[keep])
+
+    def _run_prefix(self, ids, pos, edit):
+        """Step by step: at every t <= pos[b] the state is edited before it is read on."""
+        B, T = ids.shape
+        rows = torch.arange(B, device=ids.device)
+        state, outs = None, []
+        for t in range(T):
+            _, state = self.scan(ids[:, t : t + 1], state)
+            h = self.site_from_state(state)
+            sel = rows[t <= pos]
+            if len(sel):
+                tt = torch.full_like(sel, t)
+                h = h.index_put((sel,), edit(h[sel], sel, tt))
+                state = self.state_from_site(h)
+            outs.append(self.output_from_site(h))
+        return self.readout(torch.stack(outs, dim=1))

@@ -1,0 +1,108 @@
+"""The architecture registry and the plugin loader.
+
+Built-in architectures register themselves with :func:`register_architecture`. An
+architecture defined outside the package is loaded either from a Python file the *user*
+names (``--arch-module path.py``) or from an installed package's entry point in the group
+``numbench.architectures``. A model file never causes code to be loaded: it only names an
+architecture, which must already be registered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import typing
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..errors import NumbenchError
+from .contract import NumbenchModel
+
+_ARCHITECTURES: dict[str, type[NumbenchModel]] = {}
+_entry_points_loaded = False
+
+
+def register_architecture(cls: type[NumbenchModel]) -> type[NumbenchModel]:
+    """Class decorator: make ``cls`` available under ``cls.arch``."""
+    if not (isinstance(cls, type) and issubclass(cls, NumbenchModel)):
+        raise TypeError("register_architecture expects a NumbenchModel subclass")
+    for attr in ("arch", "family", "Config"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"{cls.__name__} must define '{attr}'")
+    if cls.family not in ("recurrent", "transformer"):
+        raise TypeError(f"{cls.__name__}.family must be 'recurrent' or 'transformer'")
+    _ARCHITECTURES[cls.arch] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group="numbench.architectures"):
+        ep.load()  # importing the module registers its architectures
+
+
+def load_arch_module(path: str | Path) -> list[str]:
+    """Import a user's architecture file; returns the architectures it registered."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".py":
+        raise NumbenchError("no such architecture module (expected a .py file)", path=path)
+    before = set(_ARCHITECTURES)
+    name = f"numbench_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # a broken plugin is the user's input: say so in one line
+        raise NumbenchError(f"importing the architecture module failed: {type(e).__name__}: {e}",
+                            path=path) from None
+    added = sorted(set(_ARCHITECTURES) - before)
+    if not added and not any(getattr(c, "__module__", "") == name for c in _ARCHITECTURES.values()):
+        raise NumbenchError("registers no architecture (decorate a NumbenchModel subclass "
+                            "with @register_architecture)", path=path)
+    return added
+
+
+def architectures() -> dict[str, type[NumbenchModel]]:
+    from . import gru, lstm, transformer  # noqa: F401  (built-ins register on import)
+
+    _load_entry_points()
+    return dict(_ARCHITECTURES)
+
+
+def get_architecture(name: str) -> type[NumbenchModel]:
+    archs = architectures()
+    if name not in archs:
+        raise NumbenchError(f"architecture '{name}' is not registered (known: "
+                            f"{', '.join(sorted(archs))}); a plugin architecture needs "
+                            f"--arch-module PATH.py")
+    return archs[name]
+
+
+def make_config(cls: type[NumbenchModel], overrides: dict | None = None):
+    """``cls.Config`` from a dict: unknown keys rejected, types checked, loudly."""
+    overrides = dict(overrides or {})
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    hints = typing.get_type_hints(cls.Config)
+    for key, value in overrides.items():
+        if key not in fields:
+            raise NumbenchError(f"unknown config key '{key}' for {cls.arch} "
+                                f"(keys: {', '.join(fields)})")
+        want = hints[key]
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise NumbenchError(f"config key '{key}' of {cls.arch} must be {want.__name__}, "
+                                f"got {value!r}")
+        overrides[key] = value
+    return cls.Config(**overrides)
+
+
+def build_model(arch: str, config: dict | None, vocabulary: tuple[str, ...]) -> NumbenchModel:
+    cls = get_architecture(arch)
+    return cls(make_config(cls, config), tuple(vocabulary))

@@ -1,0 +1,105 @@
+"""Next-token training of any registered architecture (deterministic for a seed on CPU).
+
+Cross-entropy on every real next token (demo tokens too: the model learns their
+distribution; only the scored ones enter accuracy). Training sequences use the task's
+reference void probability for the architecture's family unless told otherwise. Training
+stops when accuracy on a held-apart validation set (in-distribution counts, fresh seed,
+never the frozen splits) reaches the target, or at ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .accuracy import task_accuracy
+from .models.contract import NumbenchModel
+from .models.registry import build_model
+from .sequences import generate
+from .tasks import Task
+
+#: seeds of the training pool and the validation set, offset from the run's seed
+TRAIN_POOL_SEED, VALID_SEED = 10_000, 20_000
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 8000
+    batch_size: int = 128
+    lr: float = 1e-3
+    pool_size: int = 20_000  # training sequences, reshuffled every epoch
+    eval_every: int = 200
+    valid_size: int = 1000
+    target_accuracy: float = 1.0  # on the validation set
+    void_p: float | None = None  # None: the task's reference for the family
+    grad_clip: float = 1.0
+    save_every: int = 0  # >0: also save a checkpoint every N steps
+
+
+@dataclass
+class TrainResult:
+    model: NumbenchModel
+    summary: dict
+    checkpoints: list[tuple[int, dict]]  # (step, state_dict) when save_every > 0
+
+
+def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
+          train_config: TrainConfig | None = None,
+          on_progress: Callable[[int, float, float | None], None] | None = None,
+          on_checkpoint: Callable[[int, NumbenchModel], None] | None = None) -> TrainResult:
+    """Train ``arch`` on ``task`` from ``seed``. ``on_progress(step, loss, valid_acc)``."""
+    tc = train_config or TrainConfig()
+    torch.manual_seed(seed)
+    model = build_model(arch, config, task.vocabulary)
+    void_p = tc.void_p if tc.void_p is not None else task.void_p_for(model.family)
+    pool = generate(task, tc.pool_size, seed=TRAIN_POOL_SEED + seed, void_p=void_p)
+    valid = generate(task, tc.valid_size, seed=VALID_SEED + seed, void_p=void_p)
+    ids_all, targets_all, _ = pool.torch()
+    real = torch.from_numpy(np.arange(pool.ids.shape[1])[None, :] < pool.lengths[:, None] - 1)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    order_rng = np.random.default_rng(seed)
+    order, cursor = order_rng.permutation(len(pool)), 0
+    start, acc, step, reason = time.perf_counter(), None, 0, "max_steps"
+    checkpoints = []
+    for step in range(1, tc.max_steps + 1):
+        if cursor + tc.batch_size > len(order):
+            order, cursor = order_rng.permutation(len(pool)), 0
+        idx = torch.from_numpy(order[cursor : cursor + tc.batch_size])
+        cursor += tc.batch_size
+        width = int(pool.lengths[idx.numpy()].max())
+        ids, targets, mask = ids_all[idx, :width], targets_all[idx, :width], real[idx, :width]
+        model.train()
+        logits = model.run(ids)
+        loss = F.cross_entropy(logits[mask], targets[mask])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        if tc.save_every and step % tc.save_every == 0:
+            model.eval()
+            checkpoints.append((step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+            if on_checkpoint:
+                on_checkpoint(step, model)
+        acc = None
+        if step % tc.eval_every == 0 or step == tc.max_steps:
+            model.eval()
+            acc = task_accuracy(model, valid)
+        if on_progress:
+            on_progress(step, float(loss.detach()), acc)
+        if acc is not None and acc >= tc.target_accuracy:
+            reason = "target_accuracy"
+            break
+    model.eval()
+    final = task_accuracy(model, valid)
+    summary = {
+        "steps": step, "stop_reason": reason, "wall_seconds": round(time.perf_counter() - start, 2),
+        "valid_accuracy": final, "void_p": void_p, "train_config": asdict(tc),
+        "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    return TrainResult(model, summary, checkpoints)
