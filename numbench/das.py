@@ -98,6 +98,10 @@ class _Split:
     ids: torch.Tensor  # fast path: suffix (N, S); else counterfactual (N, T)
     targets: torch.Tensor  # (N, W) fast path from i, else (N, T)
     scored: torch.Tensor  # same shape as targets, bool
+    # fast path: scored positions before i, which no interchange at i can change
+    prefix_ce: torch.Tensor | None = None  # (N,) summed cross-entropy there
+    prefix_n: torch.Tensor | None = None  # (N,) how many
+    prefix_ok: torch.Tensor | None = None  # (N,) all right there
 
 
 class _Fit:
@@ -129,6 +133,7 @@ class Engine:
         self.fast = (mode == "single" and isinstance(model, Resumable)
                      and site in model.state_sites)
         self._acts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._before: list = []
 
     # --- preparation ------------------------------------------------------------------
     @torch.no_grad()
@@ -158,7 +163,30 @@ class Engine:
         inside = pos[:, None] + torch.arange(W)[None, :] < T
         scored = pairs.cf_scored.gather(1, idx) & inside
         suffix = left_align(pairs.cf_ids, pos + 1)[:, : W - 1]
-        return _Split(h_base, h_src, pos, suffix, targets.gather(1, idx), scored)
+        ce, n, ok = self._before_i(pairs)
+        return _Split(h_base, h_src, pos, suffix, targets.gather(1, idx), scored, ce, n, ok)
+
+    @torch.no_grad()
+    def _before_i(self, pairs: PairTensors):
+        """Loss sum, count and all-right of the scored predictions before i. They depend
+        only on the base up to i (the counterfactual's prefix), so fits share them."""
+        for seen, stats in self._before:
+            if seen[0] is pairs.base_ids and seen[1] is pairs.base_pos:
+                return stats
+        N, T = pairs.cf_ids.shape
+        before = pairs.cf_scored & (torch.arange(T)[None, :] < pairs.base_pos[:, None])
+        targets = _targets(pairs.cf_ids)
+        ce, ok = torch.zeros(N), torch.ones(N, dtype=torch.bool)
+        for s in range(0, N, 2000):
+            sl = slice(s, s + 2000)
+            m = before[sl]
+            r = m.nonzero(as_tuple=True)[0]
+            lg, tg = self.model.run(pairs.cf_ids[sl])[m], targets[sl][m]
+            ce[sl] = torch.zeros(len(m)).index_add(0, r, F.cross_entropy(lg, tg, reduction="none"))
+            ok[sl] = torch.bincount(r[lg.argmax(-1) != tg], minlength=len(m)) == 0
+        stats = (ce, before.sum(1), ok)
+        self._before.append(((pairs.base_ids, pairs.base_pos), stats))
+        return stats
 
     # --- one forward over many fits -----------------------------------------------------
     def _forward(self, fits: list[_Fit], split: str, idx: torch.Tensor):
@@ -222,9 +250,15 @@ class Engine:
             row = select.nonzero(as_tuple=True)[0]  # (K,) which of the A·n rows
         ce = F.cross_entropy(logits, targets, reduction="none")
         fit_of = row // n
-        loss = torch.zeros(A).index_add(0, fit_of, ce) / torch.bincount(fit_of, minlength=A).clamp(min=1)
+        total = torch.zeros(A).index_add(0, fit_of, ce)
+        count = torch.bincount(fit_of, minlength=A).float()
         wrong = torch.bincount(row[logits.argmax(-1) != targets], minlength=A * n)
-        return loss, (wrong == 0).view(A, n)
+        correct = (wrong == 0).view(A, n)
+        if self.fast:  # add the positions before i, as the plain run scores them
+            total = total + torch.stack([dat.prefix_ce[idx].sum() for dat in data])
+            count = count + torch.stack([dat.prefix_n[idx].sum() for dat in data]).float()
+            correct = correct & torch.stack([dat.prefix_ok[idx] for dat in data])
+        return total / count.clamp(min=1), correct
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
         c = max(1, self.config.fits_per_forward)
@@ -330,3 +364,23 @@ class Engine:
                 f.stop_reason = "failing"
             if f.stop_reason:
                 f.active = False
+
+
+@torch.no_grad()
+def identity_logit_diff(model: NumbenchModel, site: str, ids: torch.Tensor, pos: torch.Tensor,
+                        mode: str = "single") -> float:
+    """Max |logits| change from an identity interchange (source = base, same position),
+    through every path the engine uses: the model's interchange run and, for a resumable
+    site, the restart from the cached state (PROTOCOL §6 fidelity gate)."""
+    plain = model.run(ids)
+    same = model.run(ids, site, pos, lambda h, rows, t: h, mode)
+    diff = float((same - plain).abs().max())
+    if mode == "single" and isinstance(model, Resumable) and site in model.state_sites:
+        rows = torch.arange(len(ids))
+        h = model.activations(ids, site)[rows, pos]
+        resumed = model.resume(site, h, left_align(ids, pos + 1))  # positions i..
+        T = ids.shape[1]
+        for b in range(len(ids)):
+            n = T - int(pos[b])
+            diff = max(diff, float((resumed[b, :n] - plain[b, int(pos[b]):]).abs().max()))
+    return diff

@@ -37,9 +37,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import accuracy_cmd, pairs_cmd, show_cmd, tasks_cmd, train_cmd
+    from . import accuracy_cmd, evaluate_cmd, pairs_cmd, show_cmd, tasks_cmd, train_cmd
 
-    for mod in (tasks_cmd, show_cmd, pairs_cmd, train_cmd, accuracy_cmd):
+    for mod in (tasks_cmd, show_cmd, pairs_cmd, train_cmd, accuracy_cmd, evaluate_cmd):
         main.add_command(mod.command)
 
 

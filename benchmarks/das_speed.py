@@ -1,0 +1,119 @@
+"""DAS engine speed against a straightforward loop, measured side by side in one run.
+
+    python benchmarks/das_speed.py [--model baselines/gru_multi_object_s0.pt] [--steps 200]
+
+Prints: the engine's amortised cost of one training step of one alignment (batch 128,
+fits batched as `numbench evaluate` batches them: 5 variables x {orthogonal, linear}),
+the plain loop's cost (python loop over time with a cell step, no caching, one alignment
+at a time), their ratio in pairs per second, and the test IIA both reach after the same
+number of steps from the same initialisation (they should agree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+from numbench.alignments import make_alignment
+from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
+from numbench.evaluate import _Pairs
+from numbench.models.files import load_model
+from numbench.protocol import PROGRAMS
+from numbench.programs import get_program
+from numbench.tasks import load_task
+
+
+def plain_step_loop(model, align, p: PairTensors, idx, site="hidden"):
+    """Forward of one batch the obvious way: every time step in python, whole sequence."""
+    ids, pos = p.cf_ids[idx], p.base_pos[idx]
+    with torch.no_grad():
+        h_s = model.activations(p.src_ids[idx], site)[torch.arange(len(idx)), p.src_pos[idx]]
+    step = model.stepper()
+    h = torch.zeros(len(idx), model.sites[site])
+    outs = []
+    for t in range(ids.shape[1]):
+        h = step(h, ids[:, t])
+        at = (pos == t)[:, None]
+        h = torch.where(at, align(h, h_s), h)
+        outs.append(model.output_from_site(h))
+    return model.readout(torch.stack(outs, 1))
+
+
+def plain_train(model, kind, k, seed, train, steps, batch=128):
+    align = make_alignment(kind, model.sites["hidden"], k, seed=seed)
+    opt = torch.optim.Adam(align.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(train), generator=gen)
+    targets = torch.cat([train.cf_ids[:, 1:], train.cf_ids[:, -1:]], 1)
+    for s in range(steps):
+        idx = order[(s * batch) % len(train):][:batch]
+        logits = plain_step_loop(model, align, train, idx)
+        m = train.cf_scored[idx]
+        loss = F.cross_entropy(logits[m], targets[idx][m])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return align
+
+
+def plain_iia(model, align, p: PairTensors):
+    with torch.no_grad():
+        idx = torch.arange(len(p))
+        logits = plain_step_loop(model, align, p, idx)
+        tg = torch.cat([p.cf_ids[:, 1:], p.cf_ids[:, -1:]], 1)
+        return float(((logits.argmax(-1) == tg) | ~p.cf_scored).all(1).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="baselines/gru_multi_object_s0.pt")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--plain-steps", type=int, default=20)
+    args = ap.parse_args()
+    model, meta = load_model(args.model)
+    task = load_task(meta.task_name)
+    for q in model.parameters():
+        q.requires_grad_(False)
+    pairs = _Pairs(task)
+    specs = []
+    for program in PROGRAMS:
+        for var in get_program(program).variables:
+            _, (tr, va, te) = pairs.triplet(program, var)
+            for kind in ("orthogonal", "linear"):
+                specs.append(FitSpec(f"{program}/{var}/{kind}", kind, 16, tr, va, te, seed=len(specs)))
+    cfg = lambda n: EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2, patience=10**9,
+                                 fail_after=10**9)
+    # engine: time the difference of two runs so preparation and scoring cancel out
+    times = []
+    for n in (10, 10 + args.steps):
+        t = time.perf_counter()
+        res = Engine(model, "hidden", config=cfg(n)).run(specs)
+        times.append(time.perf_counter() - t)
+    engine_ms = (times[1] - times[0]) / args.steps / len(specs) * 1000
+    # plain: one alignment (the first spec), a few steps, timed directly
+    spec = specs[0]
+    t = time.perf_counter()
+    plain_train(model, spec.alignment, 16, spec.seed, spec.train, args.plain_steps)
+    plain_ms = (time.perf_counter() - t) / args.plain_steps * 1000
+    # equal IIA: the same fit trained the same number of steps both ways
+    same = Engine(model, "hidden", config=cfg(args.plain_steps)).run([spec])[0]
+    ref = plain_train(model, spec.alignment, 16, spec.seed, spec.train, args.plain_steps)
+    ref_iia = plain_iia(model, ref, spec.test)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model {args.model} ({model.parameter_count():,} params), {len(specs)} fits batched, "
+          f"batch 128, torch threads {torch.get_num_threads()}")
+    print(f"engine: {engine_ms:.2f} ms per alignment-step ({128 / engine_ms * 1000:,.0f} pairs/s)")
+    print(f"plain loop: {plain_ms:.1f} ms per alignment-step ({128 / plain_ms * 1000:,.0f} pairs/s)")
+    print(f"throughput ratio engine/plain: {plain_ms / engine_ms:.1f}x")
+    print(f"test IIA after {args.plain_steps} steps: engine {same.test_iia:.3f}, plain {ref_iia:.3f}")
+    print(f"final test IIA of the {args.steps + 10}-step engine run: "
+          + ", ".join(f"{r.key} {r.test_iia:.3f}" for r in res))
+    print(f"peak memory {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

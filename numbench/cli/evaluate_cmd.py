@@ -1,0 +1,88 @@
+"""``numbench evaluate``: the fixed protocol on one model file; writes its result file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..evaluate import GateFailed, Settings, evaluate
+from ..results import write_json_atomic
+from . import EXIT_FAILED
+from .options import arch_module_option, json_option
+from .output import print_json, stderr, stdout
+
+
+def result_table(doc: dict) -> Table:
+    s, acc = doc["summary"], doc["task_accuracy"]
+    title = (f"{doc['model']['file']} — {doc['task']['name']} · "
+             f"iid {acc['iid']:.3f} · holdout {acc['holdout']:.3f} · void {acc['void']:.3f}")
+    if not doc["ranked"]:
+        title += " · QUICK RUN (unranked)"
+    table = Table(title=title)
+    for col in ("program", "variable", "alignment", "site", "IIA", "permuted", "selectivity",
+                "random-init", "full"):
+        table.add_column(col, justify="right" if col not in ("program", "variable", "alignment", "site") else "left")
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"
+    for program, p in s["programs"].items():
+        for var, per in p["variables"].items():
+            for align, e in per.items():
+                table.add_row(program, var, align, e["site"], fmt(e["test_iia"]),
+                              fmt(e["permuted_iia"]), fmt(e["selectivity"]),
+                              fmt(e["random_init_iia"]), fmt(e["full_iia"]))
+        table.add_row(program, "[bold]alignment score[/]", "", "", f"[bold]{fmt(p['alignment_score'])}[/]",
+                      "", "", "", "", end_section=True)
+    table.caption = (f"symbol score {fmt(s['symbol_score'])} ({s['best_program']}); "
+                     f"test IIA at the best site on valid; {doc['wall_seconds']['total']:.0f} s")
+    return table
+
+
+@click.command("evaluate")
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("--task", "task_name", help="Task to evaluate on (default: the model file's task).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the alignment fits.")
+@click.option("--quick", is_flag=True, help="Small-budget smoke run, labelled unranked.")
+@click.option("--sweep", is_flag=True, help="Also the k-sweep, prefix mode and sd_linear.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Result file (default: submissions/<model name>/result.json).")
+@click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
+@arch_module_option
+@json_option
+def command(model_file, task_name, seed, quick, sweep, out, resume, as_json) -> None:
+    """Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, IIA of
+    every program variable under orthogonal and linear alignment with controls.
+
+    Example: numbench evaluate baselines/gru_multi_object_s0.pt
+    """
+    name = Path(model_file).stem + ("_quick" if quick else "")
+    out = Path(out) if out else Path("submissions") / name / "result.json"
+    partial = out.with_name(out.name + ".partial")
+    if not resume:
+        partial.unlink(missing_ok=True)
+    settings = Settings.make(seed=seed, quick=quick, sweep=sweep)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
+                          "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        row = bar.add_task("loading", total=settings.engine.max_steps, step=0, active=0, fits=0, best="-")
+
+        def progress(stage: str, d: dict) -> None:
+            bar.update(row, description=stage, completed=d.get("step", 0), step=d.get("step", "-"),
+                       active=d.get("active", 0), fits=d.get("fits", 0),
+                       best=f"{d['best_iia']:.3f}" if "best_iia" in d else "-")
+
+        try:
+            doc = evaluate(model_file, task_name=task_name, settings=settings,
+                           progress=progress, partial_path=partial)
+        except GateFailed as e:
+            stderr.print(f"error: {e}")
+            raise SystemExit(EXIT_FAILED)
+    write_json_atomic(out, doc)
+    partial.unlink(missing_ok=True)
+    if as_json:
+        print_json(doc)
+        return
+    stdout.print(result_table(doc))
+    stdout.print(f"result written to {out}")

@@ -1,0 +1,269 @@
+"""The protocol, end to end: gate → task accuracy → alignment fits → controls → a result.
+
+This is the only module that knows the whole protocol (PROTOCOL §3–§7). It turns pair
+sets into tensors, hands fits to the engine site by site, and assembles the result
+document described in docs/result-schema.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .accuracy import sequence_correct
+from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors, identity_logit_diff
+from .errors import NumbenchError
+from .models.files import load_model, model_sha256
+from .models.registry import build_model
+from .pairs import PairSet, make_pairs
+from .programs import get_program
+from .protocol import (BASELINE_ALIGNMENTS, PROGRAMS, PROTOCOL_DIGEST, PROTOCOL_VERSION,
+                       RANDOM_INIT_SEED, RANKED_ALIGNMENTS, ranked_k, sweep_ks)
+from .results import RESULT_SCHEMA_VERSION, read_partial, write_json_atomic
+from .scores import best_site, summarize
+from .tasks import SPLIT_NAMES, Task, load_task
+from .version import __version__
+
+GATE_TOLERANCE = 1e-5
+Progress = Callable[[str, dict], None]  # (stage, details)
+
+
+class GateFailed(NumbenchError):
+    """The model failed the fidelity gate: it is not scored."""
+
+
+@dataclass
+class Settings:
+    seed: int = 0
+    quick: bool = False
+    sweep: bool = False
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    @classmethod
+    def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False) -> "Settings":
+        engine = EngineConfig()
+        if quick:  # a smoke run: small budget, never ranked
+            engine = EngineConfig(max_steps=300, eval_every=50, patience=3, fail_after=200)
+        return cls(seed=seed, quick=quick, sweep=sweep, engine=engine)
+
+    @property
+    def ranked(self) -> bool:
+        return not self.quick
+
+    def to_json(self) -> dict:
+        eng = asdict(self.engine)
+        return {"seed": self.seed, "quick": self.quick, "sweep": self.sweep, "engine": eng}
+
+
+def _fit_seed(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}/{key}".encode()).hexdigest()[:8], 16)
+
+
+class _Pairs:
+    """Pair sets as tensors; bases and sources shared between variables (one tensor each),
+    so the engine computes their activations once."""
+
+    def __init__(self, task: Task):
+        self.task, self._shared, self.hashes = task, {}, {}
+
+    def get(self, program: str, variable: str, split: str, mode: str, permuted: bool):
+        p: PairSet = make_pairs(self.task, program, variable, split, mode=mode, permuted=permuted)
+        self.hashes[p.key] = p.sha256
+        key = (split, mode)
+        if key not in self._shared:
+            T = torch.from_numpy
+            self._shared[key] = (T(p.base.ids), T(p.base_pos), T(p.source.ids), T(p.source_pos))
+        base_ids, base_pos, src_ids, src_pos = self._shared[key]
+        cf = p.counterfactual
+        return p, PairTensors(base_ids, torch.from_numpy(cf.ids), torch.from_numpy(cf.scored),
+                              base_pos, src_ids, src_pos)
+
+    def triplet(self, program, variable, mode="single", permuted=False):
+        sets = [self.get(program, variable, s, mode, permuted) for s in ("train", "valid", "test")]
+        return [p for p, _ in sets], [t for _, t in sets]
+
+
+def run_gate(model, task: Task, pairs: _Pairs) -> dict:
+    """Identity interchanges reproduce the plain logits; base-only IIA = task accuracy."""
+    p, t = pairs.get("up_down", "count", "test", "single", False)
+    ids, pos = t.base_ids, t.base_pos
+    diff = max(identity_logit_diff(model, site, ids, pos) for site in model.sites)
+    identity = PairTensors(ids, ids, torch.from_numpy(p.base.scored), pos, ids, pos)
+    base_acc = float(sequence_correct(model, p.base).mean())
+    iia = {}
+    for site in model.sites:
+        spec = FitSpec("gate", "full", model.sites[site], identity, identity, identity)
+        iia[site] = Engine(model, site).run([spec])[0].test_iia
+    passed = diff <= GATE_TOLERANCE and all(v == base_acc for v in iia.values())
+    return {"passed": passed, "max_abs_logit_diff": diff, "base_only_iia": iia,
+            "task_accuracy_on_bases": base_acc, "tolerance": GATE_TOLERANCE}
+
+
+def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) -> dict:
+    program, variable = spec_meta["program"], spec_meta["variable"]
+    cell = dict(spec_meta, key=r.key, k=r.k, site_index=site_index,
+                valid_iia=r.valid_iia, test_iia=r.test_iia, valid_loss=round(r.valid_loss, 6),
+                steps=r.steps, best_step=r.best_step, stop_reason=r.stop_reason,
+                pairs={s: p.sha256 for s, p in zip(("train", "valid", "test"), pairs)})
+    if spec_meta["control"] is None:  # gradience: test IIA by source value and base count
+        test = pairs[2]
+        var_col = 0 if len(test.variables) == 1 else None
+        ok = r.test_correct
+        if var_col is not None:
+            vals = test.source_values[:, var_col]
+            cell["by_source_value"] = {str(v): float(ok[vals == v].mean()) for v in np.unique(vals)}
+        n = test.base.counts
+        cell["by_base_count"] = {str(c): float(ok[n == c].mean()) for c in np.unique(n)}
+    return cell
+
+
+def _run_fits(model, site: str, mode: str, jobs: list[tuple[dict, list, list]],
+              settings: Settings, progress: Progress | None, stage: str) -> list[dict]:
+    """jobs: (meta, pair sets, pair tensors) per fit; one engine run for the site."""
+    specs = []
+    for meta, _, tensors in jobs:
+        specs.append(FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
+                             seed=_fit_seed(settings.seed, meta["key"])))
+    on_step = None
+    if progress:
+        on_step = lambda step, active, best: progress(stage, {"step": step, "active": active,
+                                                              "fits": len(specs), "best_iia": best})
+        progress(stage, {"step": 0, "active": len(specs), "fits": len(specs), "best_iia": 0.0})
+    engine = Engine(model, site, mode, settings.engine)
+    results = engine.run(specs, seed=settings.seed, on_step=on_step)
+    index = list(model.sites).index(site)
+    return [_cell(r, meta, sets, index) for r, (meta, sets, _) in zip(results, jobs)]
+
+
+def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", control=None):
+    key = f"{program}/{variable}/{alignment}/k{k}/{site}/{mode}" + (f"/{control}" if control else "")
+    sets, tensors = pairs.triplet(program, variable, mode, permuted=control == "permuted")
+    meta = {"key": key, "program": program, "variable": variable, "alignment": alignment,
+            "k": k, "site": site, "mode": mode, "control": control}
+    return meta, sets, tensors
+
+
+def evaluate(model_path: str | Path, *, task_name: str | None = None,
+             settings: Settings | None = None, progress: Progress | None = None,
+             partial_path: Path | None = None) -> dict:
+    """Evaluate a model file under the protocol and return the result document."""
+    settings = settings or Settings()
+    torch.manual_seed(settings.seed)
+    walls: dict[str, float] = {}
+    t_all = t = time.perf_counter()
+    model, meta = load_model(model_path)
+    task = load_task(task_name or meta.task_name)
+    model, meta = load_model(model_path, task=task)
+    sha = model_sha256(model_path)
+    say = progress or (lambda stage, details: None)
+
+    say("task accuracy", {})
+    accuracy = {s: float(sequence_correct(model, task.split(s)).mean()) for s in SPLIT_NAMES}
+    walls["task_accuracy"], t = time.perf_counter() - t, time.perf_counter()
+
+    pairs = _Pairs(task)
+    say("fidelity gate", {})
+    gate = run_gate(model, task, pairs)
+    walls["gate"], t = time.perf_counter() - t, time.perf_counter()
+    if not gate["passed"]:
+        raise GateFailed(
+            f"fails the fidelity gate (identity interchange changes logits by "
+            f"{gate['max_abs_logit_diff']:.2e}, tolerance {GATE_TOLERANCE:g}; base-only IIA "
+            f"{gate['base_only_iia']} vs task accuracy {gate['task_accuracy_on_bases']:.4f}): "
+            f"not scored", path=model_path)
+
+    programs = {p: get_program(p).variables for p in PROGRAMS}
+    fingerprint = {"model_sha256": sha, "settings": settings.to_json(),
+                   "protocol": PROTOCOL_DIGEST, "task": task.name}
+    done = read_partial(partial_path, fingerprint) if partial_path else {}
+
+    def stage(run_key: str, model_, site, mode, jobs, label):
+        if run_key not in done:
+            done[run_key] = _run_fits(model_, site, mode, jobs, settings, progress, label)
+            if partial_path:
+                write_json_atomic(partial_path, {"fingerprint": fingerprint, "runs": done})
+        return done[run_key]
+
+    # 1. every site: ranked alignments at ranked k, their permuted controls, full & random
+    cells: list[dict] = []
+    for site, d in model.sites.items():
+        k, jobs = ranked_k(d), []
+        for program, variables in programs.items():
+            for var in variables:
+                for align in RANKED_ALIGNMENTS:
+                    jobs.append(_job(pairs, program, var, align, k, site))
+                    jobs.append(_job(pairs, program, var, align, k, site, control="permuted"))
+                for align in BASELINE_ALIGNMENTS:
+                    jobs.append(_job(pairs, program, var, align, d if align == "full" else k, site))
+        cells += stage(f"main/{site}", model, site, "single", jobs, f"fits at {site}")
+    for c in cells:
+        c["ranked_k"] = c["k"] == ranked_k(model.sites[c["site"]])
+    walls["fits"], t = time.perf_counter() - t, time.perf_counter()
+
+    # 2. the random-init control, at each cell's best site
+    torch.manual_seed(RANDOM_INIT_SEED + settings.seed)
+    control_model = build_model(meta.arch, meta.config, task.vocabulary).eval()
+    by_site: dict[str, list] = {}
+    for program, variables in programs.items():
+        for var in variables:
+            for align in RANKED_ALIGNMENTS:
+                best = best_site(cells, program, var, align)
+                by_site.setdefault(best["site"], []).append(
+                    _job(pairs, program, var, align, best["k"], best["site"], control="random_init"))
+    for site, jobs in by_site.items():
+        new = stage(f"random_init/{site}", control_model, site, "single", jobs,
+                    f"random-init control at {site}")
+        cells += [dict(c, ranked_k=True) for c in new]
+    walls["controls"], t = time.perf_counter() - t, time.perf_counter()
+
+    # 3. --sweep: k-sweep and sd_linear at the best site, prefix mode at every site
+    if settings.sweep:
+        for site, d in model.sites.items():
+            jobs = []
+            for program, variables in programs.items():
+                for var in variables:
+                    for align in RANKED_ALIGNMENTS:
+                        if best_site(cells, program, var, align)["site"] == site:
+                            jobs += [_job(pairs, program, var, align, k, site)
+                                     for k in sweep_ks(d) if k != ranked_k(d)]
+                            if align == "orthogonal":
+                                jobs.append(_job(pairs, program, var, "sd_linear", ranked_k(d), site))
+            if jobs:
+                cells += [dict(c, ranked_k=False) for c in
+                          stage(f"sweep/{site}", model, site, "single", jobs, f"k-sweep at {site}")]
+            prefix = [_job(pairs, program, var, align, ranked_k(d), site, mode="prefix")
+                      for program, variables in programs.items() for var in variables
+                      for align in RANKED_ALIGNMENTS]
+            cells += [dict(c, ranked_k=False) for c in
+                      stage(f"prefix/{site}", model, site, "prefix", prefix, f"prefix mode at {site}")]
+        walls["sweep"], t = time.perf_counter() - t, time.perf_counter()
+    walls["total"] = time.perf_counter() - t_all
+
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "kind": "numbench-result",
+        "ranked": settings.ranked,
+        "versions": {"numbench": __version__, "protocol": PROTOCOL_VERSION,
+                     "protocol_sha256": PROTOCOL_DIGEST, "torch": torch.__version__,
+                     "python": platform.python_version(), "device": "cpu",
+                     "threads": torch.get_num_threads()},
+        "settings": settings.to_json(),
+        "task": {"name": task.name, "version": task.version, "split_sha256": task.split_hashes},
+        "model": {"file": Path(model_path).name, "sha256": sha, "arch": meta.arch,
+                  "config": meta.config, "parameters": model.parameter_count(),
+                  "sites": model.sites, "seed": meta.seed, "training": meta.training},
+        "task_accuracy": accuracy,
+        "gate": gate,
+        "pairs": dict(sorted(pairs.hashes.items())),
+        "cells": sorted(cells, key=lambda c: c["key"]),
+        "summary": summarize(cells, programs),
+        "wall_seconds": {k: round(v, 2) for k, v in walls.items()},
+    }
