@@ -285,6 +285,7 @@ class Engine:
     def run(self, specs: list[FitSpec], *, seed: int = 0,
             on_step: Callable[[int, int, float], None] | None = None) -> list[FitResult]:
         """Train every trainable fit to its stopping rule; score all on valid and test.
+        Results come in the order of ``specs``.
 
         ``on_step(step, active_fits, best_valid_iia_so_far)`` is called every validation.
         """
@@ -339,7 +340,9 @@ class Engine:
                 valid_loss=float(valid_loss[a]), steps=f.steps, best_step=f.best_step,
                 stop_reason=f.stop_reason or "untrained", test_correct=test_ok[a],
                 state=f.best_state if f.module.trainable else {}))
-        return results
+        position = {id(spec): i for i, spec in enumerate(specs)}  # fits are grouped by module
+        return [r for _, r in sorted(zip((position[id(f.spec)] for f in fits), results),
+                                     key=lambda pair: pair[0])]
 
     def _validate(self, fits: list[_Fit], step: int) -> None:
         live = [f for f in fits if f.active]

@@ -77,7 +77,7 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, as_json) -> 
             doc = evaluate(model_file, task_name=task_name, settings=settings,
                            progress=progress, partial_path=partial)
         except GateFailed as e:
-            stderr.print(f"error: {e}")
+            click.echo(f"error: {e}", err=True)  # one line, never wrapped
             raise SystemExit(EXIT_FAILED)
     write_json_atomic(out, doc)
     partial.unlink(missing_ok=True)

@@ -1,0 +1,140 @@
+"""numbench evaluate end to end on a tiny real model: gate, cells, scores, determinism,
+resume, the result schema and the CLI. A small engine budget keeps it fast."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from numbench.cli import main
+from numbench.das import EngineConfig
+from numbench.errors import NumbenchError
+from numbench.evaluate import Settings, evaluate
+from numbench.models.files import save_model
+from numbench.results import validate_result
+from numbench.training import TrainConfig, train
+
+TINY_ENGINE = EngineConfig(max_steps=6, eval_every=3, fits_per_forward=16)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, multi):
+    res = train("gru", multi, 0, config={"d_embed": 8, "d_hidden": 8, "d_readout": 16},
+                train_config=TrainConfig(max_steps=30, eval_every=10_000, valid_size=10,
+                                         pool_size=500, lr=3e-3))
+    path = tmp_path_factory.mktemp("models") / "tiny_gru.pt"
+    save_model(res.model, path, task=multi, seed=0, training=res.summary)
+    return path
+
+
+def tiny_settings(seed=0):
+    return Settings(seed=seed, engine=TINY_ENGINE)
+
+
+@pytest.fixture(scope="module")
+def result(model_file):
+    return evaluate(model_file, settings=tiny_settings())
+
+
+def test_result_has_every_ranked_cell_and_control(result):
+    validate_result(result)
+    cells = result["cells"]
+    ranked = [c for c in cells if c["control"] is None and c["alignment"] in ("orthogonal", "linear")]
+    assert {(c["program"], c["variable"]) for c in ranked} == {
+        ("up_down", "count"), ("up_down", "phase"), ("up_up", "demo_count"),
+        ("up_up", "resp_count"), ("up_up", "phase")}
+    assert all(c["k"] == 4 for c in ranked)  # ranked k = min(16, d/2) with d = 8
+    for c in ranked:
+        controls = {x["control"] for x in cells if x["program"] == c["program"]
+                    and x["variable"] == c["variable"] and x["alignment"] == c["alignment"]}
+        assert controls == {None, "permuted", "random_init"}
+    assert result["gate"]["passed"]
+    assert set(result["task_accuracy"]) == {"iid", "holdout", "void"}
+
+
+def test_scores_follow_the_protocol(result):
+    s = result["summary"]
+    for program, p in s["programs"].items():
+        iias = [e["test_iia"] for per in p["variables"].values() for e in per.values()]
+        assert p["alignment_score"] == pytest.approx(sum(iias) / len(iias))
+        for per in p["variables"].values():
+            for e in per.values():
+                assert e["selectivity"] == pytest.approx(e["test_iia"] - e["permuted_iia"])
+    best = max(s["programs"], key=lambda q: s["programs"][q]["alignment_score"])
+    assert s["symbol_score"] == s["programs"][best]["alignment_score"]
+
+
+def test_result_records_versions_hashes_and_seeds(result, model_file):
+    from numbench.models.files import model_sha256
+
+    assert result["model"]["sha256"] == model_sha256(model_file)
+    assert result["versions"]["protocol"] == "1" and len(result["versions"]["protocol_sha256"]) == 64
+    assert len(result["task"]["split_sha256"]) == 3
+    assert all(len(h) == 64 for h in result["pairs"].values())
+    assert result["settings"]["seed"] == 0
+    assert {"task_accuracy", "gate", "fits", "controls", "total"} <= set(result["wall_seconds"])
+
+
+def test_same_model_and_seed_give_identical_numbers(result, model_file):
+    again = evaluate(model_file, settings=tiny_settings())
+    strip = lambda doc: [{k: v for k, v in c.items()} for c in doc["cells"]]
+    assert strip(again) == strip(result)
+    assert again["summary"] == result["summary"]
+
+
+def test_resume_reuses_completed_runs_and_matches(result, model_file, tmp_path):
+    partial = tmp_path / "result.json.partial"
+    stages = []
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(stage, details):
+        stages.append(stage)
+        if stage.startswith("random-init"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluate(model_file, settings=tiny_settings(), progress=interrupt, partial_path=partial)
+    assert partial.exists() and not (tmp_path / "result.json").exists()
+    seen = []
+    resumed = evaluate(model_file, settings=tiny_settings(), partial_path=partial,
+                       progress=lambda stage, d: seen.append(stage))
+    assert not any(s.startswith("fits at") for s in seen)  # the main fits were not redone
+    assert resumed["cells"] == result["cells"]
+
+
+def test_gate_failure_refuses_to_score(model_file, monkeypatch):
+    import numbench.evaluate as ev
+
+    real = ev.run_gate
+    monkeypatch.setattr(ev, "run_gate", lambda *a: dict(real(*a), passed=False))
+    with pytest.raises(ev.GateFailed, match="fidelity gate"):
+        evaluate(model_file, settings=tiny_settings())
+    res = CliRunner().invoke(main, ["evaluate", str(model_file), "--quick", "--out", "x/r.json"])
+    assert res.exit_code == 1 and "fidelity gate" in res.output
+
+
+def test_cli_writes_result_atomically_and_prints_json(model_file, tmp_path, monkeypatch):
+    import numbench.evaluate as ev
+
+    monkeypatch.setattr(ev.Settings, "make", classmethod(lambda cls, **kw: Settings(
+        seed=kw.get("seed", 0), quick=kw.get("quick", False), engine=TINY_ENGINE)))
+    out = tmp_path / "sub" / "result.json"
+    res = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert json.loads(out.read_text()) == doc
+    assert not list(out.parent.glob("*.partial")) and not list(out.parent.glob(".*tmp"))
+    table = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--quick"])
+    assert "QUICK RUN (unranked)" in table.output and "symbol score" in table.output
+
+
+def test_validate_result_rejects_tampering(result):
+    bad = json.loads(json.dumps(result))
+    bad["cells"][0]["test_iia"] = 1.5
+    with pytest.raises(NumbenchError, match=r"cells\[0\]\.test_iia"):
+        validate_result(bad, "r.json")
+    del bad["summary"]
+    with pytest.raises(NumbenchError, match="missing field"):
+        validate_result(bad, "r.json")
