@@ -137,21 +137,24 @@ class Engine:
 
     # --- preparation ------------------------------------------------------------------
     @torch.no_grad()
-    def _activations(self, ids: torch.Tensor) -> torch.Tensor:
-        for seen, acts in self._acts:  # fits share pair sets: compute each set's once
-            if seen is ids:
+    def _activations(self, ids: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        """Site activations of ``ids`` at ``pos`` (N, d), or everywhere (N, T, d) if None.
+        Fits share pair sets, so each (ids, pos) is computed once."""
+        for seen, acts in self._acts:
+            if seen[0] is ids and seen[1] is pos:
                 return acts
-        acts = torch.cat([self.model.activations(ids[s : s + 2000], self.site)
-                          for s in range(0, len(ids), 2000)])
-        self._acts.append((ids, acts))
+        chunks = []
+        for s in range(0, len(ids), 2000):
+            a = self.model.activations(ids[s : s + 2000], self.site)
+            chunks.append(a if pos is None else a[torch.arange(len(a)), pos[s : s + 2000]])
+        acts = torch.cat(chunks)
+        self._acts.append(((ids, pos), acts))
         return acts
 
     def prepare(self, pairs: PairTensors) -> _Split:
-        rows = torch.arange(len(pairs))
         pos = pairs.base_pos
-        h_base = self._activations(pairs.base_ids)[rows, pos]
-        src = self._activations(pairs.src_ids)
-        h_src = src[rows, pairs.src_pos] if self.mode == "single" else src
+        h_base = self._activations(pairs.base_ids, pos)
+        h_src = self._activations(pairs.src_ids, pairs.src_pos if self.mode == "single" else None)
         targets = _targets(pairs.cf_ids)
         if not self.fast:
             return _Split(h_base, h_src, pos, pairs.cf_ids, targets, pairs.cf_scored)

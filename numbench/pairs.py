@@ -182,7 +182,7 @@ def make_pairs(task: Task, program: str | Program, variables: str | tuple[str, .
     return _make_pairs(task, prog.name, tuple(variables), split, mode, permuted, verify)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _make_pairs(task, program, variables, split, mode, permuted, verify) -> PairSet:
     prog = get_program(program)
     seed, bases, n_base, base_pos, sources, n_src, src_pos, rng = _draw_sequences(task, split, mode)
