@@ -31,6 +31,11 @@ def task_accuracy(model: NumbenchModel, batch: SequenceBatch) -> float:
     return float(sequence_correct(model, batch).mean())
 
 
+def split_accuracies(model: NumbenchModel, task) -> dict[str, float]:
+    """Task accuracy on each frozen split of ``task``: iid, holdout, void."""
+    return {name: task_accuracy(model, task.split(name)) for name in task.splits}
+
+
 @torch.no_grad()
 def free_running_correct(model: NumbenchModel, batch: SequenceBatch) -> np.ndarray:
     """Reference: feed the model its own argmax from the first scored position on."""

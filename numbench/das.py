@@ -19,7 +19,6 @@ valid IIA is kept; its test IIA is reported.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -109,7 +108,7 @@ class _Fit:
         self.spec, self.module, self.slot = spec, module, slot
         self.splits: dict[str, _Split] = {}
         self.active = True
-        self.best_iia, self.best_loss, self.best_step = -1.0, float("inf"), 0
+        self.best_iia, self.best_step = -1.0, 0
         self.best_state = module.slice_state(slot)
         self.loss_best, self.since_loss_best = float("inf"), 0
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""

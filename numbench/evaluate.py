@@ -8,7 +8,6 @@ document described in docs/result-schema.md.
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,10 +17,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .accuracy import sequence_correct
+from .accuracy import sequence_correct, split_accuracies
 from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors, identity_logit_diff
 from .errors import NumbenchError
-from .models.files import load_model, model_sha256
+from .models.files import check_task, load_model, model_sha256
 from .models.registry import build_model
 from .pairs import PairSet, make_pairs
 from .programs import get_program
@@ -29,7 +28,7 @@ from .protocol import (BASELINE_ALIGNMENTS, PROGRAMS, PROTOCOL_DIGEST, PROTOCOL_
                        RANDOM_INIT_SEED, RANKED_ALIGNMENTS, ranked_k, sweep_ks)
 from .results import RESULT_SCHEMA_VERSION, read_partial, write_json_atomic
 from .scores import best_site, summarize
-from .tasks import SPLIT_NAMES, Task, load_task
+from .tasks import Task, load_task
 from .version import __version__
 
 GATE_TOLERANCE = 1e-5
@@ -91,7 +90,7 @@ class _Pairs:
         return [p for p, _ in sets], [t for _, t in sets]
 
 
-def run_gate(model, task: Task, pairs: _Pairs) -> dict:
+def run_gate(model, pairs: _Pairs) -> dict:
     """Identity interchanges reproduce the plain logits; base-only IIA = task accuracy."""
     p, t = pairs.get("up_down", "count", "test", "single", False)
     ids, pos = t.base_ids, t.base_pos
@@ -108,7 +107,6 @@ def run_gate(model, task: Task, pairs: _Pairs) -> dict:
 
 
 def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) -> dict:
-    program, variable = spec_meta["program"], spec_meta["variable"]
     cell = dict(spec_meta, key=r.key, k=r.k, site_index=site_index,
                 valid_iia=r.valid_iia, test_iia=r.test_iia, valid_loss=round(r.valid_loss, 6),
                 steps=r.steps, best_step=r.best_step, stop_reason=r.stop_reason,
@@ -161,17 +159,17 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     t_all = t = time.perf_counter()
     model, meta = load_model(model_path)
     task = load_task(task_name or meta.task_name)
-    model, meta = load_model(model_path, task=task)
+    check_task(meta, task, model_path)
     sha = model_sha256(model_path)
     say = progress or (lambda stage, details: None)
 
     say("task accuracy", {})
-    accuracy = {s: float(sequence_correct(model, task.split(s)).mean()) for s in SPLIT_NAMES}
+    accuracy = split_accuracies(model, task)
     walls["task_accuracy"], t = time.perf_counter() - t, time.perf_counter()
 
     pairs = _Pairs(task)
     say("fidelity gate", {})
-    gate = run_gate(model, task, pairs)
+    gate = run_gate(model, pairs)
     walls["gate"], t = time.perf_counter() - t, time.perf_counter()
     if not gate["passed"]:
         raise GateFailed(

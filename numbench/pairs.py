@@ -79,9 +79,6 @@ class PairSet:
     def sha256(self) -> str:
         return _pair_sha256(self)
 
-    def subset(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        return {"base_pos": self.base_pos[index], "source_pos": self.source_pos[index]}
-
 
 def pair_key(task: str, version: int, program: str, variables: tuple[str, ...], split: str,
              mode: str, permuted: bool) -> str:

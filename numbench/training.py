@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -46,7 +45,6 @@ class TrainConfig:
 class TrainResult:
     model: NumbenchModel
     summary: dict
-    checkpoints: list[tuple[int, dict]]  # (step, state_dict) when save_every > 0
 
 
 def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
@@ -66,7 +64,6 @@ def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
     order_rng = np.random.default_rng(seed)
     order, cursor = order_rng.permutation(len(pool)), 0
     start, acc, step, reason = time.perf_counter(), None, 0, "max_steps"
-    checkpoints = []
     for step in range(1, tc.max_steps + 1):
         if cursor + tc.batch_size > len(order):
             order, cursor = order_rng.permutation(len(pool)), 0
@@ -82,9 +79,8 @@ def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         if tc.save_every and step % tc.save_every == 0:
-            model.eval()
-            checkpoints.append((step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
-            if on_checkpoint:
+            if on_checkpoint:  # the caller decides where checkpoints go
+                model.eval()
                 on_checkpoint(step, model)
         acc = None
         if step % tc.eval_every == 0 or step == tc.max_steps:
@@ -102,4 +98,4 @@ def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
         "valid_accuracy": final, "void_p": void_p, "train_config": asdict(tc),
         "torch_version": torch.__version__, "threads": torch.get_num_threads(),
     }
-    return TrainResult(model, summary, checkpoints)
+    return TrainResult(model, summary)

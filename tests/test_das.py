@@ -1,6 +1,5 @@
 """The DAS engine against a plain reference loop; stopping rules; gate helpers."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

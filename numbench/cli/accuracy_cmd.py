@@ -5,15 +5,11 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..accuracy import task_accuracy
-from ..models.files import load_model
-from ..tasks import SPLIT_NAMES, load_task
+from ..accuracy import split_accuracies
+from ..models.files import check_task, load_model
+from ..tasks import load_task
 from .options import arch_module_option, json_option
 from .output import print_json, stdout
-
-
-def split_accuracies(model, task) -> dict[str, float]:
-    return {name: task_accuracy(model, task.split(name)) for name in SPLIT_NAMES}
 
 
 @click.command("accuracy")
@@ -30,7 +26,7 @@ def command(model_file: str, task_name: str | None, as_json: bool) -> None:
     """
     model, meta = load_model(model_file)
     task = load_task(task_name or meta.task_name)
-    model, meta = load_model(model_file, task=task)
+    check_task(meta, task, model_file)
     acc = split_accuracies(model, task)
     if as_json:
         print_json({"model": model_file, "task": task.name, "task_version": task.version,

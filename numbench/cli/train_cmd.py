@@ -9,11 +9,11 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..accuracy import split_accuracies
 from ..errors import NumbenchError
 from ..models.files import save_model
 from ..tasks import load_task
 from ..training import TrainConfig, train
-from .accuracy_cmd import split_accuracies
 from .options import arch_module_option, json_option
 from .output import print_json, stderr, stdout
 

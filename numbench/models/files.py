@@ -30,7 +30,7 @@ from .contract import NumbenchModel
 from .registry import build_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIXES", "ModelMeta", "save_model", "load_model",
-           "model_sha256"]
+           "model_sha256", "check_task"]
 
 FORMAT = "numbench-model"
 FORMAT_VERSION = 1
@@ -78,7 +78,7 @@ def save_model(model: NumbenchModel, path: str | Path, *, task: Task, seed: int,
     except (TypeError, ValueError) as e:
         raise NumbenchError(f"metadata is not plain JSON data ({e})", path=path) from None
     # never write what load_model would refuse
-    _check_task(_parse({**meta, "state_dict": {}}, path)[0], task, path)
+    check_task(_parse({**meta, "state_dict": {}}, path)[0], task, path)
     # clone: each tensor gets its own storage, so torch.save never writes the whole base of
     # a view and safetensors never sees two names sharing memory (tied weights).
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -122,7 +122,7 @@ def load_model(path: str | Path, *, task: Task | None = None
     raw = _read_pt(path) if suffix == ".pt" else _read_safetensors(path)
     meta, state = _parse(raw, path)
     if task is not None:
-        _check_task(meta, task, path)
+        check_task(meta, task, path)
     try:
         model = build_model(meta.arch, meta.config, meta.vocabulary)
     except NumbenchError as e:  # unknown arch or bad config: the file is what is at fault
@@ -216,7 +216,8 @@ def _parse(raw: object, path: Path) -> tuple[ModelMeta, dict]:
     return meta, state
 
 
-def _check_task(meta: ModelMeta, task: Task, path: Path) -> None:
+def check_task(meta: ModelMeta, task: Task, path: str | Path) -> None:
+    """The model file at ``path`` (metadata ``meta``) was trained on ``task``, or an error."""
     for ok, why in [
         (meta.task_name == task.name, f"trained on task '{meta.task_name}', not '{task.name}'"),
         (meta.task_version == task.version, f"trained on {task.name} version "

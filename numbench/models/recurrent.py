@@ -86,9 +86,9 @@ class RecurrentRunner:
     def _run_single(self, ids, site, pos, edit):
         B, T = ids.shape
         rows = torch.arange(B, device=ids.device)
-        outputs, _ = self.scan(ids)
-        logits = self.readout(outputs)  # (B, T, V): right before each row's position
-        h_base = self.site_sequence(ids)[rows, pos]  # (B, d)
+        sites = self.site_sequence(ids)  # (B, T, d): one plain pass
+        logits = self.readout(self.output_from_site(sites))  # (B, T, V), kept before pos
+        h_base = sites[rows, pos]  # (B, d)
         resumed = self.resume(site, edit(h_base, rows, pos), left_align(ids, pos + 1))
         S1 = resumed.shape[1]
         t = pos[:, None] + torch.arange(S1, device=ids.device)[None, :]  # (B, 1+S)
