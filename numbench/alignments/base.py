@@ -57,6 +57,11 @@ def orthonormal_columns(w: Tensor) -> Tensor:
     return q * sign.unsqueeze(-2)
 
 
+def haar_basis(seed: int | Sequence[int], count: int, d: int, k: int) -> Tensor:
+    """(count, d, k) Haar-random orthonormal columns, slice a from its own seed."""
+    return orthonormal_columns(seeded_normal(seed, count, d, k))
+
+
 class Alignment(nn.Module, ABC):
     """Base class of every alignment kind. Subclasses set ``name`` and ``trainable`` and
     implement :meth:`factors`; their constructor takes ``(d, k, count=1, seed=0)``.

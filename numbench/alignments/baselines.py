@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .base import Alignment, Factors, orthonormal_columns, seeded_normal
+from .base import Alignment, Factors, haar_basis
 from .registry import register_alignment
 
 
@@ -42,7 +42,7 @@ class RandomAlignment(Alignment):
 
     def __init__(self, d: int, k: int, count: int = 1, seed: int | Sequence[int] = 0):
         super().__init__(d, k, count)
-        self.register_buffer("basis", orthonormal_columns(seeded_normal(seed, count, d, k)))
+        self.register_buffer("basis", haar_basis(seed, count, d, k))
 
     def factors(self) -> Factors:
         return self.basis, self.basis.mT

@@ -21,7 +21,7 @@ I − A is always invertible (its singular values are ≥ 1), and only V times t
 of diag(e^∓s) U_k is needed, so a step costs one d×d LU solve with 2k right-hand sides
 (the matrix exponential's backward was ~30× slower at d = 256).
 
-Init: U_k Haar-random from the seed (the same draw as ``orthogonal`` with that seed),
+Init: U_k Haar-random from the seed (the same draw and scale as ``orthogonal``),
 s = 0, V = I; so M is orthogonal and the alignment starts *equal* to the orthogonal one.
 V stays in V₀·SO(d), which loses nothing: flipping a row of M (det M < 0) leaves P
 unchanged. The Cayley image misses only rotations with an eigenvalue −1 (measure zero;
@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Alignment, Factors, orthonormal_columns, seeded_normal
+from .base import Alignment, Factors, haar_basis, orthonormal_columns
 from .registry import register_alignment
 
 LOG_SCALE_BOUND = 2.0  # |s_i| < 2
@@ -50,7 +50,7 @@ class LinearAlignment(Alignment):
 
     def __init__(self, d: int, k: int, count: int = 1, seed: int | Sequence[int] = 0):
         super().__init__(d, k, count)
-        self.u_weight = nn.Parameter(seeded_normal(seed, count, d, k))  # (A, d, k) → U_k
+        self.u_weight = nn.Parameter(haar_basis(seed, count, d, k))  # → U_k
         self.log_scale_raw = nn.Parameter(torch.zeros(count, d))  # (A, d) → s
         self.v_skew = nn.Parameter(torch.zeros(count, d, d))  # (A, d, d) → B (upper part)
         self.register_buffer("v_base", torch.eye(d).repeat(count, 1, 1))  # (A, d, d) → V₀

@@ -3,7 +3,11 @@
 Only the d×k block Q_k of the rotation Q ∈ O(d) matters, so that is all we parametrize:
 Q_k = qr(W) for a free W (d, k), signs fixed so diag(R) > 0 (a smooth map; see
 :func:`orthonormal_columns`). Any orthonormal Q_k is reachable, by setting W = Q_k.
-Initialised at a Haar-random Q_k (QR of a seeded Gaussian).
+Initialised at a Haar-random Q_k (QR of a seeded Gaussian), and W starts *at* that Q_k:
+the entries then have the scale 1/√d of an orthonormal basis, so an Adam step of lr 1e-3
+turns the subspace about as fast as the paper code's rotation does. (Starting W at the
+Gaussian itself gives the same Q_k but entries √d times larger, and the same lr then turns
+the subspace ~10× slower: at d=128, count IIA 0.66 vs 0.90 after 500 steps.)
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Alignment, Factors, orthonormal_columns, seeded_normal
+from .base import Alignment, Factors, haar_basis, orthonormal_columns
 from .registry import register_alignment
 
 
@@ -24,7 +28,7 @@ class OrthogonalAlignment(Alignment):
 
     def __init__(self, d: int, k: int, count: int = 1, seed: int | Sequence[int] = 0):
         super().__init__(d, k, count)
-        self.weight = nn.Parameter(seeded_normal(seed, count, d, k))  # (A, d, k), free
+        self.weight = nn.Parameter(haar_basis(seed, count, d, k))  # (A, d, k)
 
     def basis(self) -> Tensor:
         """Q_k: (A, d, k) with orthonormal columns."""

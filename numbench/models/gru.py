@@ -53,14 +53,14 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
     def stepper(self):
         """One GRU step on (n, d) states, the vocabulary's input gates precomputed."""
         w_hh, b_hh = self.rnn.weight_hh_l0.T, self.rnn.bias_hh_l0
+        d = self.config.d_hidden
         gi_table = self.embed.weight @ self.rnn.weight_ih_l0.T + self.rnn.bias_ih_l0  # (V, 3d)
 
         def step(h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-            i_r, i_z, i_n = gi_table[tokens].chunk(3, dim=-1)
-            h_r, h_z, h_n = torch.addmm(b_hh, h, w_hh).chunk(3, dim=-1)
-            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
-            return n + z * (h - n)  # = (1 - z) n + z h
+            gi, gh = gi_table[tokens], torch.addmm(b_hh, h, w_hh)
+            r, z = torch.sigmoid(gi[:, : 2 * d] + gh[:, : 2 * d]).chunk(2, dim=-1)
+            n = torch.tanh(torch.addcmul(gi[:, 2 * d :], r, gh[:, 2 * d :]))
+            return torch.lerp(n, h, z)  # = (1 - z) n + z h
 
         return step
 

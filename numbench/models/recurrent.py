@@ -81,7 +81,7 @@ class RecurrentRunner:
             outs.append(self.output_from_site(cur))
         offsets = torch.tensor([0] + alive[:-1]).cumsum(0)  # start of position s when packed
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
-        return self.readout(torch.cat(outs)[offsets[cols] + rows])
+        return self.readout(torch.cat(outs).index_select(0, offsets[cols] + rows))
 
     def _run_single(self, ids, site, pos, edit):
         B, T = ids.shape
