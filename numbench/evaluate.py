@@ -26,7 +26,7 @@ from .pairs import PairSet, make_pairs
 from .programs import get_program
 from .protocol import (BASELINE_ALIGNMENTS, PROGRAMS, PROTOCOL_DIGEST, PROTOCOL_VERSION,
                        RANDOM_INIT_SEED, RANKED_ALIGNMENTS, ranked_k, sweep_ks)
-from .results import RESULT_SCHEMA_VERSION, read_partial, write_json_atomic
+from .results import RESULT_SCHEMA_VERSION, read_partial, seal, write_json_atomic
 from .scores import best_site, summarize
 from .tasks import Task, load_task
 from .version import __version__
@@ -52,6 +52,12 @@ class Settings:
         if quick:  # a smoke run: small budget, never ranked
             engine = EngineConfig(max_steps=300, eval_every=50, patience=3, fail_after=200)
         return cls(seed=seed, quick=quick, sweep=sweep, engine=engine)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Settings":
+        """The settings a result recorded (its ``settings`` key)."""
+        return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"],
+                   engine=EngineConfig(**d["engine"]))
 
     @property
     def ranked(self) -> bool:
@@ -245,7 +251,7 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         walls["sweep"], t = time.perf_counter() - t, time.perf_counter()
     walls["total"] = time.perf_counter() - t_all
 
-    return {
+    return seal({
         "schema_version": RESULT_SCHEMA_VERSION,
         "kind": "numbench-result",
         "ranked": settings.ranked,
@@ -264,4 +270,4 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         "cells": sorted(cells, key=lambda c: c["key"]),
         "summary": summarize(cells, programs),
         "wall_seconds": {k: round(v, 2) for k, v in walls.items()},
-    }
+    })

@@ -1,7 +1,9 @@
-"""Result files: atomic writes, the partial-run file behind --resume, and validation.
+"""Result files: atomic writes, the partial-run file behind --resume, validation, sealing.
 
 Every key of a result is documented in docs/result-schema.md; :func:`validate_result`
-checks the structure that the leaderboard and verify rely on.
+checks the structure that the leaderboard and verify rely on. A result is *sealed*: its
+``digest`` is the sha256 of the rest of the document, so a number edited by hand
+afterwards is caught (re-sealing an edited file is caught by ``numbench verify``).
 """
 
 from __future__ import annotations
@@ -12,26 +14,58 @@ import tempfile
 from pathlib import Path
 
 from .errors import NumbenchError
+from .hashing import sha256_json
 
 RESULT_SCHEMA_VERSION = 1
 
 _TOP = {"schema_version": int, "kind": str, "ranked": bool, "versions": dict, "settings": dict,
         "task": dict, "model": dict, "task_accuracy": dict, "gate": dict, "pairs": dict,
-        "cells": list, "summary": dict, "wall_seconds": dict}
+        "cells": list, "summary": dict, "wall_seconds": dict, "digest": str}
 _CELL = {"key": str, "program": str, "variable": str, "alignment": str, "k": int, "site": str,
          "mode": str, "valid_iia": float, "test_iia": float, "steps": int, "stop_reason": str,
          "pairs": dict}
 
 
+def result_digest(doc: dict) -> str:
+    """sha256 of the document without its ``digest`` key."""
+    return sha256_json({k: v for k, v in doc.items() if k != "digest"})
+
+
+def seal(doc: dict) -> dict:
+    """The document with its ``digest`` set (last key)."""
+    out = {k: v for k, v in doc.items() if k != "digest"}
+    out["digest"] = result_digest(out)
+    return out
+
+
+def load_result(path: str | Path) -> dict:
+    """Read, validate and check the seal of a result file; one-line NumbenchError if bad."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise NumbenchError(f"cannot read ({e.strerror})", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NumbenchError(f"not valid JSON ({e})", path=path) from None
+    validate_result(doc, path)
+    if doc["digest"] != result_digest(doc):
+        raise NumbenchError("digest mismatch: the file was changed after it was written",
+                            path=path, field="digest")
+    return doc
+
+
 def write_json_atomic(path: str | Path, doc: dict) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write JSON atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=False)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -14,3 +14,26 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory, multi):
+    """A d=8 GRU trained for 30 steps on multi_object, saved as a model file."""
+    from numbench.models.files import save_model
+    from numbench.training import TrainConfig, train
+
+    res = train("gru", multi, 0, config={"d_embed": 8, "d_hidden": 8, "d_readout": 16},
+                train_config=TrainConfig(max_steps=30, eval_every=10_000, valid_size=10,
+                                         pool_size=500, lr=3e-3))
+    path = tmp_path_factory.mktemp("models") / "tiny_gru.pt"
+    save_model(res.model, path, task=multi, seed=0, training=res.summary)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_result(tiny_model_file):
+    """The tiny model's result document under a tiny engine budget."""
+    from evaluate_helpers import tiny_settings
+    from numbench.evaluate import evaluate
+
+    return evaluate(tiny_model_file, settings=tiny_settings())

@@ -7,33 +7,21 @@ import pytest
 from click.testing import CliRunner
 
 from numbench.cli import main
-from numbench.das import EngineConfig
 from numbench.errors import NumbenchError
 from numbench.evaluate import Settings, evaluate
-from numbench.models.files import save_model
 from numbench.results import validate_result
-from numbench.training import TrainConfig, train
 
-TINY_ENGINE = EngineConfig(max_steps=6, eval_every=3, fits_per_forward=16)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory, multi):
-    res = train("gru", multi, 0, config={"d_embed": 8, "d_hidden": 8, "d_readout": 16},
-                train_config=TrainConfig(max_steps=30, eval_every=10_000, valid_size=10,
-                                         pool_size=500, lr=3e-3))
-    path = tmp_path_factory.mktemp("models") / "tiny_gru.pt"
-    save_model(res.model, path, task=multi, seed=0, training=res.summary)
-    return path
-
-
-def tiny_settings(seed=0):
-    return Settings(seed=seed, engine=TINY_ENGINE)
+from evaluate_helpers import TINY_ENGINE, tiny_settings
 
 
 @pytest.fixture(scope="module")
-def result(model_file):
-    return evaluate(model_file, settings=tiny_settings())
+def model_file(tiny_model_file):
+    return tiny_model_file
+
+
+@pytest.fixture(scope="module")
+def result(tiny_result):
+    return tiny_result
 
 
 def test_result_has_every_ranked_cell_and_control(result):

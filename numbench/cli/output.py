@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.console import Console
 
-stdout = Console(soft_wrap=True)
+# Not on a terminal (a pipe, a file, a test), rich would squeeze wide tables into 80
+# columns; give them room instead ($COLUMNS still wins).
+_width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 200))
+stdout = Console(soft_wrap=True, width=_width)
 stderr = Console(stderr=True)
 
 

@@ -1,0 +1,5 @@
+"""python -m numbench.cli …"""
+
+from . import main
+
+main(prog_name="numbench")

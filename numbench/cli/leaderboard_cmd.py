@@ -1,0 +1,60 @@
+"""``numbench leaderboard``: rebuild leaderboard.md (and optionally a static page)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from ..leaderboard import rank, render_html, render_markdown, summary_row
+from ..results import write_text_atomic
+from ..submissions import collect
+from .output import print_json, stderr, stdout
+
+
+def _page_plots(subs) -> dict[str, list[bytes]]:
+    """Per task: the symbol-score overview and the three plots of its top-ranked model."""
+    from ..plots import plot_overview, plot_result
+
+    rows = rank([summary_row(s) for s in subs if s.doc["ranked"] and s.current_protocol])
+    out: dict[str, list[bytes]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in sorted({r["task"] for r in rows}):
+            top = next(r for r in rows if r["task"] == task)
+            sub = next(s for s in subs if s.name == top["model"] and s.doc["task"]["name"] == task)
+            images = [plot_overview(rows, task)]
+            images += [p.read_bytes() for p in plot_result(sub.doc, Path(tmp) / task)]
+            out[f"{task}: symbol scores, and plots of the top model ({top['model']})"] = images
+    return out
+
+
+@click.command("leaderboard")
+@click.option("--submissions", "root", default="submissions", show_default=True,
+              type=click.Path(file_okay=False), help="Folder searched for result.json files.")
+@click.option("--out", default="leaderboard.md", show_default=True,
+              type=click.Path(dir_okay=False), help="Markdown file to write.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML page (sortable tables, plots inlined).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead.")
+def command(root: str, out: str, html_path: str | None, as_json: bool) -> None:
+    """Rebuild leaderboard.md from every result file under submissions/.
+
+    Rows are ranked by symbol score, ties by holdout accuracy (PROTOCOL §7). Invalid or
+    tampered result files are reported and skipped. The same files give the same bytes.
+
+    Example: numbench leaderboard --html leaderboard.html
+    """
+    subs, problems = collect(root)
+    for _, msg in problems:
+        stderr.print(f"[yellow]skipped[/] {escape(msg)}", highlight=False)
+    write_text_atomic(out, render_markdown(subs, problems))
+    if html_path:
+        write_text_atomic(html_path, render_html(subs, problems, _page_plots(subs)))
+    if as_json:
+        print_json({"rows": rank([summary_row(s) for s in subs]),
+                    "skipped": [{"path": str(p), "problem": m} for p, m in problems]})
+        return
+    stdout.print(f"{out}: {len(subs)} result(s), {len(problems)} skipped"
+                 + (f"; page {html_path}" if html_path else ""), highlight=False)

@@ -1,0 +1,67 @@
+"""Alignment methods side by side: one row per (model, task, program, variable), one column
+group per alignment function, with the controls of the trained ones.
+
+Which cell fills a column: among the cells that pass the filters (single mode unless asked
+otherwise; the ranked k unless ``k`` is given — ``full`` is always k = d), the one with the
+best **valid** IIA across sites, as the leaderboard picks sites (PROTOCOL §7); its test IIA
+is shown. The permuted-variable and random-init controls are those at the same site and k,
+and selectivity is IIA − IIA(permuted).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .protocol import BASELINE_ALIGNMENTS, RANKED_ALIGNMENTS
+from .submissions import Submission
+
+ALIGNMENTS = ("orthogonal", "linear", "sd_linear", *BASELINE_ALIGNMENTS)
+ROW = ["model", "task", "program", "variable"]
+CELL = ["model", "task", "program", "variable", "alignment", "k", "site", "mode"]
+
+
+def cells_frame(subs: list[Submission]) -> pd.DataFrame:
+    """Every cell of every result, with its model, task and architecture."""
+    rows = []
+    for sub in subs:
+        meta = {"model": sub.name, "task": sub.doc["task"]["name"], "arch": sub.doc["model"]["arch"]}
+        for c in sub.doc["cells"]:
+            rows.append(meta | {k: c.get(k) for k in (
+                "program", "variable", "alignment", "k", "site", "site_index", "mode", "control",
+                "valid_iia", "test_iia")} | {"ranked_k": bool(c.get("ranked_k", False))})
+    return pd.DataFrame(rows, columns=["model", "task", "arch", "program", "variable", "alignment",
+                                       "k", "site", "site_index", "mode", "control", "valid_iia",
+                                       "test_iia", "ranked_k"])
+
+
+def compare_frame(subs: list[Submission], *, task: str | None = None, arch: str | None = None,
+                  k: int | None = None, site: str | None = None, mode: str = "single") -> pd.DataFrame:
+    """The comparison table (numbers, NaN where a result has no such cell)."""
+    df = cells_frame(subs)
+    for col, want in (("task", task), ("arch", arch), ("site", site), ("mode", mode)):
+        if want is not None:
+            df = df[df[col] == want]
+    full = df["alignment"] == "full"
+    df = df[full | ((df["k"] == k) if k is not None else df["ranked_k"])]
+    main = df[df["control"].isna()].sort_values(["valid_iia", "site_index"], ascending=[False, True])
+    best = main.groupby(ROW + ["alignment"], sort=False).head(1)
+    table = best.pivot_table(index=ROW, columns="alignment", values="test_iia", aggfunc="first")
+    controls = df[df["control"].notna() & df["alignment"].isin(RANKED_ALIGNMENTS)]
+    joined = best.merge(controls, on=CELL, suffixes=("", "_c"))
+    for control, label in (("permuted", "permuted"), ("random_init", "random-init")):
+        part = joined[joined["control_c"] == control]
+        wide = part.pivot_table(index=ROW, columns="alignment", values="test_iia_c", aggfunc="first")
+        for align in wide.columns:
+            table[f"{align} {label}"] = wide[align]
+    columns = []
+    for align in ALIGNMENTS:
+        if align not in table.columns:
+            table[align] = float("nan")
+        columns.append(align)
+        if align in RANKED_ALIGNMENTS:
+            for label in ("permuted", "random-init"):
+                if f"{align} {label}" not in table.columns:
+                    table[f"{align} {label}"] = float("nan")
+            table[f"{align} selectivity"] = table[align] - table[f"{align} permuted"]
+            columns += [f"{align} permuted", f"{align} selectivity", f"{align} random-init"]
+    return table[columns].reset_index().sort_values(ROW, kind="stable").reset_index(drop=True)

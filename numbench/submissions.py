@@ -1,0 +1,88 @@
+"""The result files under ``submissions/``: find them, check them, tell which are verified.
+
+A result is *admitted* to the leaderboard when it validates, its seal holds, and every hash
+it records agrees with this checkout: the protocol digest of its protocol version, its
+task's split hashes and the pair-set hashes in ``tasks/pairs.lock``. Anything else is a
+*problem*: reported by file name and skipped, so one bad file never breaks the board.
+
+A result is *verified* when ``verify.json`` beside it records a passing ``numbench verify``
+of exactly this result (same digest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NumbenchError
+from .pairs import read_lock
+from .protocol import PROTOCOL_DIGEST, PROTOCOL_VERSION
+from .results import load_result
+from .tasks import load_task
+
+RESULT_NAME = "result.json"
+VERIFY_NAME = "verify.json"
+
+
+@dataclass(frozen=True)
+class Submission:
+    path: Path
+    doc: dict
+    verified: bool
+
+    @property
+    def name(self) -> str:
+        """The model's name: its folder under submissions/."""
+        return self.path.parent.name
+
+    @property
+    def current_protocol(self) -> bool:
+        return self.doc["versions"]["protocol"] == PROTOCOL_VERSION
+
+
+def result_paths(root: str | Path) -> list[Path]:
+    """Every ``result.json`` under root, in a stable order."""
+    return sorted(Path(root).rglob(RESULT_NAME), key=lambda p: p.as_posix())
+
+
+def check_hashes(doc: dict, path: str | Path) -> None:
+    """Raise if a current-protocol result's recorded hashes disagree with this checkout."""
+    if doc["versions"]["protocol"] != PROTOCOL_VERSION:
+        return  # judged by its own protocol; never ranked with this one
+    if doc["versions"].get("protocol_sha256") != PROTOCOL_DIGEST:
+        raise NumbenchError(f"protocol {PROTOCOL_VERSION} digest mismatch",
+                            path=path, field="versions.protocol_sha256")
+    task = load_task(doc["task"]["name"])
+    if doc["task"].get("version") != task.version or doc["task"].get("split_sha256") != task.split_hashes:
+        raise NumbenchError(f"task {task.name} version or split hashes do not match the task file",
+                            path=path, field="task.split_sha256")
+    lock = read_lock()
+    for key, sha in doc["pairs"].items():
+        if key in lock and lock[key] != sha:
+            raise NumbenchError("pair-set hash does not match tasks/pairs.lock", path=path,
+                                field=f"pairs.{key}")
+
+
+def is_verified(result_path: Path, doc: dict) -> bool:
+    path = result_path.with_name(VERIFY_NAME)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and record.get("passed") is True
+            and record.get("result_digest") == doc["digest"])
+
+
+def collect(root: str | Path = "submissions") -> tuple[list[Submission], list[tuple[Path, str]]]:
+    """(admitted submissions, [(path, one-line problem)]) for every result under root."""
+    good, problems = [], []
+    for path in result_paths(root):
+        try:
+            doc = load_result(path)
+            check_hashes(doc, path)
+        except NumbenchError as e:
+            problems.append((path, str(e)))
+            continue
+        good.append(Submission(path, doc, is_verified(path, doc)))
+    return good, problems

@@ -1,0 +1,118 @@
+"""Re-run the evaluation behind a result file and compare every number (``numbench verify``).
+
+The result records its protocol, task, seed and engine settings, so the same model file
+must reproduce it exactly on CPU (evaluation is deterministic). Compared: every key of the
+document except those that describe the run rather than the numbers (``IGNORED``). A
+digest that does not match the file's content is reported as a mismatch too, and the
+re-run still names the fields that were changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import NumbenchError
+from .evaluate import Settings, evaluate
+from .models.files import model_sha256
+from .protocol import PROTOCOL_VERSION
+from .results import result_digest, validate_result, write_json_atomic
+from .submissions import VERIFY_NAME
+from .version import __version__
+
+#: run facts, not results: they may differ between machines without making numbers differ
+IGNORED = {"wall_seconds", "digest", "versions.python", "versions.torch", "versions.threads",
+           "versions.numbench", "model.file"}
+
+
+@dataclass
+class Mismatch:
+    field: str
+    recorded: object
+    reproduced: object
+
+    def __str__(self) -> str:
+        short = lambda x: (json.dumps(x) if not isinstance(x, (dict, list)) else type(x).__name__)[:60]
+        return f"{self.field}: recorded {short(self.recorded)}, reproduced {short(self.reproduced)}"
+
+
+def _keyed(cells: list) -> dict:
+    return {c.get("key", str(i)) if isinstance(c, dict) else str(i): c for i, c in enumerate(cells)}
+
+
+def diff(recorded: object, reproduced: object, path: str = "") -> list[Mismatch]:
+    """Every leaf where the two documents differ; cells are matched by their key."""
+    if path in IGNORED:
+        return []
+    if isinstance(recorded, dict) and isinstance(reproduced, dict):
+        out = []
+        for k in sorted(set(recorded) | set(reproduced), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in recorded or k not in reproduced:
+                if sub not in IGNORED:
+                    out.append(Mismatch(sub, recorded.get(k), reproduced.get(k)))
+            else:
+                out += diff(recorded[k], reproduced[k], sub)
+        return out
+    if path == "cells" and isinstance(recorded, list) and isinstance(reproduced, list):
+        a, b = _keyed(recorded), _keyed(reproduced)
+        return [m for k in sorted(set(a) | set(b))
+                for m in (diff(a[k], b[k], f"cells[{k}]") if k in a and k in b
+                          else [Mismatch(f"cells[{k}]", a.get(k), b.get(k))])]
+    if isinstance(recorded, list) and isinstance(reproduced, list) and len(recorded) == len(reproduced):
+        return [m for i, (x, y) in enumerate(zip(recorded, reproduced)) for m in diff(x, y, f"{path}[{i}]")]
+    same = recorded == reproduced and type(recorded) is type(reproduced) or (
+        isinstance(recorded, (int, float)) and isinstance(reproduced, (int, float))
+        and not isinstance(recorded, bool) and float(recorded) == float(reproduced))
+    return [] if same else [Mismatch(path, recorded, reproduced)]
+
+
+@dataclass
+class Verification:
+    result_path: Path
+    mismatches: list[Mismatch]
+    record: dict
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Verification:
+    """Re-run the recorded evaluation of ``model_path``; record the outcome beside the result."""
+    result_path = Path(result_path)
+    try:
+        doc = json.loads(result_path.read_text())
+    except (OSError, ValueError) as e:
+        raise NumbenchError(f"cannot read result ({e})", path=result_path) from None
+    validate_result(doc, result_path)
+    if doc["versions"]["protocol"] != PROTOCOL_VERSION:
+        raise NumbenchError(f"made under protocol {doc['versions']['protocol']}; this numbench "
+                            f"runs protocol {PROTOCOL_VERSION}", path=result_path,
+                            field="versions.protocol")
+    mismatches = []
+    if doc["digest"] != result_digest(doc):
+        mismatches.append(Mismatch("digest", doc["digest"], result_digest(doc)))
+    sha = model_sha256(model_path)
+    if sha != doc["model"]["sha256"]:
+        mismatches.append(Mismatch("model.sha256", doc["model"]["sha256"], sha))
+    else:
+        threads = doc["versions"].get("threads")
+        before = torch.get_num_threads()
+        if isinstance(threads, int) and threads > 0:
+            torch.set_num_threads(threads)  # float sums can depend on the thread count
+        try:
+            again = evaluate(model_path, task_name=doc["task"]["name"],
+                             settings=Settings.from_json(doc["settings"]), progress=progress)
+        finally:
+            torch.set_num_threads(before)
+        mismatches += diff(doc, again)
+    record = {"kind": "numbench-verification", "result_digest": doc["digest"],
+              "model_sha256": sha, "passed": not mismatches, "mismatches": len(mismatches),
+              "first_mismatches": [str(m) for m in mismatches[:20]],
+              "numbench": __version__, "torch": torch.__version__}
+    write_json_atomic(result_path.with_name(VERIFY_NAME), record)
+    return Verification(result_path, mismatches, record)

@@ -1,0 +1,10 @@
+"""A tiny real model and a small engine budget, so whole evaluations run in seconds."""
+
+from numbench.das import EngineConfig
+from numbench.evaluate import Settings
+
+TINY_ENGINE = EngineConfig(max_steps=6, eval_every=3, fits_per_forward=16)
+
+
+def tiny_settings(seed=0):
+    return Settings(seed=seed, engine=TINY_ENGINE)

@@ -1,0 +1,111 @@
+"""The leaderboard from a real (tiny) result: ranking rule, marks, separation of protocol
+versions and quick runs, bad files skipped by name, byte-identical rebuilds, the CLI."""
+
+import copy
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from numbench.cli import main
+from numbench.leaderboard import rank, render_markdown, summary_row
+from numbench.results import seal, write_json_atomic
+from numbench.submissions import collect
+
+
+def variant(doc, *, symbol=None, holdout=None, iid=None, protocol=None, quick=False, arch=None):
+    """A resealed copy of a real result with some headline numbers set."""
+    d = copy.deepcopy(doc)
+    if symbol is not None:
+        d["summary"]["symbol_score"] = symbol
+    if holdout is not None:
+        d["task_accuracy"]["holdout"] = holdout
+    if iid is not None:
+        d["task_accuracy"]["iid"] = iid
+    if protocol is not None:
+        d["versions"]["protocol"] = protocol
+    if quick:
+        d["ranked"], d["settings"]["quick"] = False, True
+    if arch:
+        d["model"]["arch"] = arch
+    return seal(d)
+
+
+@pytest.fixture
+def board(tmp_path, tiny_result):
+    root = tmp_path / "submissions"
+    docs = {
+        "alpha": variant(tiny_result, symbol=0.50, holdout=0.90, iid=1.0),
+        "beta": variant(tiny_result, symbol=0.80, holdout=0.70, iid=1.0),
+        "gamma": variant(tiny_result, symbol=0.50, holdout=0.95, iid=0.5, arch="lstm"),
+        "old": variant(tiny_result, symbol=0.99, protocol="0"),
+        "smoke": variant(tiny_result, symbol=0.99, quick=True),
+    }
+    for name, doc in docs.items():
+        write_json_atomic(root / name / "result.json", doc)
+    edited = copy.deepcopy(docs["alpha"])
+    edited["summary"]["symbol_score"] = 0.999  # edited after sealing
+    write_json_atomic(root / "tampered" / "result.json", edited)
+    (root / "broken").mkdir()
+    (root / "broken" / "result.json").write_text("{not json")
+    wrong_split = copy.deepcopy(tiny_result)
+    wrong_split["task"]["split_sha256"]["iid"] = "0" * 64
+    write_json_atomic(root / "resplit" / "result.json", seal(wrong_split))
+    return root
+
+
+def test_bad_files_are_skipped_by_name_and_the_rest_admitted(board):
+    subs, problems = collect(board)
+    assert sorted(s.name for s in subs) == ["alpha", "beta", "gamma", "old", "smoke"]
+    why = {p.parent.name: msg for p, msg in problems}
+    assert set(why) == {"tampered", "broken", "resplit"}
+    assert "digest mismatch" in why["tampered"] and "tampered/result.json" in why["tampered"]
+    assert "not valid JSON" in why["broken"]
+    assert "split hashes" in why["resplit"]
+
+
+def test_ranking_rule_symbol_score_then_holdout(board):
+    subs, _ = collect(board)
+    ranked = rank([summary_row(s) for s in subs if s.current_protocol and s.doc["ranked"]])
+    assert [r["model"] for r in ranked] == ["beta", "gamma", "alpha"]  # gamma wins the tie
+    assert [r["low_accuracy"] for r in ranked] == [False, True, False]
+
+
+def test_markdown_sections_marks_and_byte_identical_rebuild(board, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "leaderboard.md"
+    runner = CliRunner()
+    res = runner.invoke(main, ["leaderboard", "--submissions", "submissions", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    overall = text.split("## Overall")[1].split("## Task")[0]
+    assert overall.index("beta") < overall.index("gamma †") < overall.index("alpha")
+    assert "| old " not in overall and "| smoke " not in overall
+    other = text.split("## Other protocol versions")[1].split("##")[0]
+    assert "| old" in other
+    assert "| smoke" in text.split("## Unranked runs")[1].split("##")[0]
+    skipped = text.split("## Skipped files")[1]
+    for name in ("tampered", "broken", "resplit"):
+        assert f"submissions/{name}/result.json" in skipped
+    assert "Ranking rule" in text and "symbol score" in text
+    first = out.read_bytes()
+    res = runner.invoke(main, ["leaderboard", "--submissions", "submissions", "--out", str(out)])
+    assert res.exit_code == 0 and out.read_bytes() == first
+
+
+def test_verified_mark_needs_a_passing_record_of_this_exact_result(board):
+    (board / "alpha" / "verify.json").write_text(json.dumps(
+        {"passed": True, "result_digest": json.loads((board / "alpha" / "result.json").read_text())["digest"]}))
+    (board / "beta" / "verify.json").write_text(json.dumps({"passed": True, "result_digest": "x"}))
+    subs, problems = collect(board)
+    verified = {s.name: s.verified for s in subs}
+    assert verified["alpha"] and not verified["beta"]
+    text = render_markdown(subs, problems)
+    alpha_row = next(line for line in text.split("## Overall")[1].splitlines() if "| alpha" in line)
+    assert "✓" in alpha_row
+
+
+def test_empty_submissions_still_give_a_board(tmp_path):
+    subs, problems = collect(tmp_path)
+    text = render_markdown(subs, problems)
+    assert "*(none)*" in text and not problems

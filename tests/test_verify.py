@@ -1,0 +1,70 @@
+"""numbench verify re-runs a recorded evaluation: passes on an honest result, names the
+field of an edited one (sealed again or not), refuses another model."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from numbench.cli import main
+from numbench.results import seal, write_json_atomic
+from numbench.submissions import collect
+from numbench.verify import diff
+
+
+@pytest.fixture
+def submitted(tmp_path, tiny_result):
+    path = tmp_path / "submissions" / "tiny" / "result.json"
+    write_json_atomic(path, tiny_result)
+    return path
+
+
+def test_verify_passes_on_an_honest_result_and_the_board_marks_it(submitted, tiny_model_file):
+    res = CliRunner().invoke(main, ["verify", str(submitted), str(tiny_model_file)])
+    assert res.exit_code == 0, res.output
+    assert "verified" in res.output
+    record = json.loads(submitted.with_name("verify.json").read_text())
+    assert record["passed"] and record["result_digest"] == json.loads(submitted.read_text())["digest"]
+    subs, _ = collect(submitted.parent.parent)
+    assert subs[0].verified
+
+
+def test_verify_names_an_edited_number_even_when_resealed(submitted, tiny_model_file):
+    doc = json.loads(submitted.read_text())
+    cell = doc["cells"][3]
+    cell["test_iia"] = round(1.0 - cell["test_iia"], 6) or 0.5
+    write_json_atomic(submitted, seal(doc))
+    res = CliRunner().invoke(main, ["verify", str(submitted), str(tiny_model_file)])
+    assert res.exit_code == 1
+    assert f"cells[{cell['key']}].test_iia" in res.output
+    assert not json.loads(submitted.with_name("verify.json").read_text())["passed"]
+    assert not collect(submitted.parent.parent)[0][0].verified
+
+
+def test_verify_reports_a_broken_seal_and_the_edited_field(submitted, tiny_model_file):
+    doc = json.loads(submitted.read_text())
+    doc["task_accuracy"]["iid"] = 0.0 if doc["task_accuracy"]["iid"] else 1.0
+    submitted.write_text(json.dumps(doc))  # edited by hand, digest left as it was
+    res = CliRunner().invoke(main, ["verify", str(submitted), str(tiny_model_file), "--json"])
+    assert res.exit_code == 1
+    fields = {m["field"] for m in json.loads(res.stdout)["mismatch_list"]}
+    assert {"digest", "task_accuracy.iid"} <= fields
+
+
+def test_verify_refuses_another_model_file(submitted, tiny_model_file, tmp_path):
+    other = tmp_path / "other.pt"
+    shutil.copy(tiny_model_file, other)
+    with open(other, "ab") as f:
+        f.write(b"\0")
+    res = CliRunner().invoke(main, ["verify", str(submitted), str(other)])
+    assert res.exit_code == 1 and "model.sha256" in res.output
+
+
+def test_diff_matches_cells_by_key_and_ignores_run_facts():
+    a = {"cells": [{"key": "x", "test_iia": 0.5}, {"key": "y", "test_iia": 0.25}],
+         "wall_seconds": {"total": 1.0}, "versions": {"python": "3.11", "protocol": "1"}}
+    b = {"cells": [{"key": "y", "test_iia": 0.25}, {"key": "x", "test_iia": 0.75}],
+         "wall_seconds": {"total": 9.0}, "versions": {"python": "3.12", "protocol": "1"}}
+    assert [m.field for m in diff(a, b)] == ["cells[x].test_iia"]
+    assert diff(a, a) == []
