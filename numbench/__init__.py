@@ -15,5 +15,7 @@ __all__ = [
     "Task", "load_task", "list_tasks", "SequenceBatch", "generate",
     "Program", "PROGRAMS", "get_program", "PairSet", "make_pairs",
     # heavier layers, imported on use: numbench.models, numbench.alignments, numbench.das,
-    # numbench.training, numbench.accuracy, numbench.evaluate, numbench.results
+    # numbench.training, numbench.accuracy, numbench.evaluate, numbench.results,
+    # numbench.verify, numbench.submissions, numbench.leaderboard, numbench.compare,
+    # numbench.plots
 ]

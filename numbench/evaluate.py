@@ -47,11 +47,17 @@ class Settings:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     @classmethod
-    def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False) -> "Settings":
-        engine = EngineConfig()
+    def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False,
+             engine: dict | None = None) -> "Settings":
+        """Protocol settings, or a ``quick`` smoke budget; ``engine`` overrides any engine
+        setting (a result whose protocol settings differ from the protocol's is unranked)."""
+        base = asdict(EngineConfig())
         if quick:  # a smoke run: small budget, never ranked
-            engine = EngineConfig(max_steps=300, eval_every=50, patience=3, fail_after=200)
-        return cls(seed=seed, quick=quick, sweep=sweep, engine=engine)
+            base.update(max_steps=300, eval_every=50, patience=3, fail_after=200)
+        unknown = set(engine or {}) - set(base)
+        if unknown:
+            raise NumbenchError(f"unknown engine setting(s): {', '.join(sorted(unknown))}")
+        return cls(seed=seed, quick=quick, sweep=sweep, engine=EngineConfig(**(base | (engine or {}))))
 
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
@@ -61,7 +67,10 @@ class Settings:
 
     @property
     def ranked(self) -> bool:
-        return not self.quick
+        """Only the protocol's own budget is ranked (chunk sizes only change speed)."""
+        speed_only = {"eval_chunk", "fits_per_forward"}
+        mine, protocol = asdict(self.engine), asdict(EngineConfig())
+        return not self.quick and all(mine[k] == protocol[k] for k in protocol if k not in speed_only)
 
     def to_json(self) -> dict:
         eng = asdict(self.engine)

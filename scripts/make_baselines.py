@@ -61,6 +61,17 @@ Regenerate: `numbench train{plugin} --arch {doc['arch']} --task {doc['task']} --
 """
 
 
+EXTRAS = """
+Also here:
+
+* `runs/gru_multi_object_d32_s0.checkpoints/`: six checkpoints of one training run, for
+  `numbench trajectory` (alignment over training). Made by `numbench train --arch gru --task
+  multi_object --seed 0 --config d_hidden=32 --max-steps 1500 --save-every 250 --out
+  baselines/runs/gru_multi_object_d32_s0.pt` ([docs/sweeps.md](../docs/sweeps.md)).
+* `sweep.toml`: an example sweep, `numbench sweep baselines/sweep.toml`.
+"""
+
+
 def index(rows: list[tuple[str, dict]]) -> str:
     lines = ["# Baselines", "",
              "Reference models, trained by `python scripts/make_baselines.py` (fixed seeds, "
@@ -92,7 +103,7 @@ def main(only: list[str]) -> None:
         print(f"{name}: iid {doc['accuracy']['iid']:.3f} in {doc['wall_seconds']:.0f} s", flush=True)
     rows = [(n, json.loads((OUT / f"{n}.json").read_text())) for n, *_ in names()
             if (OUT / f"{n}.json").exists()]
-    (OUT / "README.md").write_text(index(rows))
+    (OUT / "README.md").write_text(index(rows) + EXTRAS)
 
 
 if __name__ == "__main__":

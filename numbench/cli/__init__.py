@@ -38,10 +38,10 @@ def main() -> None:
 
 def _register() -> None:
     from . import (accuracy_cmd, compare_cmd, evaluate_cmd, leaderboard_cmd, pairs_cmd, plot_cmd,
-                   show_cmd, tasks_cmd, train_cmd, verify_cmd)
+                   show_cmd, sweep_cmd, tasks_cmd, train_cmd, trajectory_cmd, verify_cmd)
 
     for mod in (tasks_cmd, show_cmd, pairs_cmd, train_cmd, accuracy_cmd, evaluate_cmd,
-                verify_cmd, leaderboard_cmd, compare_cmd, plot_cmd):
+                verify_cmd, leaderboard_cmd, compare_cmd, plot_cmd, sweep_cmd, trajectory_cmd):
         main.add_command(mod.command)
 
 

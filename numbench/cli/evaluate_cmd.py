@@ -20,7 +20,8 @@ def result_table(doc: dict) -> Table:
     title = (f"{doc['model']['file']} — {doc['task']['name']} · "
              f"iid {acc['iid']:.3f} · holdout {acc['holdout']:.3f} · void {acc['void']:.3f}")
     if not doc["ranked"]:
-        title += " · QUICK RUN (unranked)"
+        title += (" · QUICK RUN (unranked)" if doc["settings"]["quick"]
+                  else " · UNRANKED (engine settings differ from the protocol's)")
     table = Table(title=title)
     for col in ("program", "variable", "alignment", "site", "IIA", "permuted", "selectivity",
                 "random-init", "full"):

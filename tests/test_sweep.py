@@ -1,0 +1,127 @@
+"""Sweeps: jobs keyed by spec hash, a real process pool and a real Dask scheduler, skip on
+re-run, redo only what is missing, failures reported without stopping the others; and
+alignment over training (trajectory) on a tiny real run."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from numbench.cli import main
+from numbench.jobs import Job
+from numbench.submissions import collect
+from numbench.sweep import plan
+
+TINY_TRAIN = {"max_steps": 30, "eval_every": 10_000, "valid_size": 10, "pool_size": 500, "lr": 3e-3}
+TINY_ENGINE = {"max_steps": 6, "eval_every": 3, "fits_per_forward": 16}
+
+
+def sweep_doc(tmp_path, seeds=(0, 1), extra_models=()):
+    return {
+        "name": "tiny",
+        "results": str(tmp_path / "submissions" / "tiny"),
+        "models_dir": str(tmp_path / "runs"),
+        "train": {"archs": ["gru"], "tasks": ["multi_object"], "seeds": list(seeds), "widths": [8],
+                  "config": {"d_embed": 8, "d_readout": 16}, **TINY_TRAIN},
+        "evaluate": {"models": list(extra_models), "seeds": [0], "engine": TINY_ENGINE},
+    }
+
+
+def write(tmp_path, doc):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_plan_keys_jobs_by_their_spec(tmp_path):
+    p = plan(sweep_doc(tmp_path))
+    assert [j.kind for j in p.train] == ["train", "train"]
+    assert [os.path.basename(j.output) for j in p.train] == ["gru_multi_object_w8_s0.pt",
+                                                            "gru_multi_object_w8_s1.pt"]
+    assert [j.spec["model"] for j in p.evaluate] == [j.output for j in p.train]
+    again = plan(sweep_doc(tmp_path))
+    assert [j.key for j in again.evaluate] == [j.key for j in p.evaluate]  # stable
+    other = Job("evaluate", dict(p.evaluate[0].spec, seed=5))
+    assert other.key != p.evaluate[0].key
+    assert p.evaluate[0].key[:8] in p.evaluate[0].output
+
+
+def test_sweep_runs_skips_and_redoes_only_missing_jobs(tmp_path):
+    spec = write(tmp_path, sweep_doc(tmp_path))
+    runner = CliRunner()
+    first = runner.invoke(main, ["sweep", spec, "--workers", "2", "--json"])
+    assert first.exit_code == 0, first.output
+    outcomes = json.loads(first.stdout)["outcomes"]
+    assert len(outcomes) == 4 and all(o["ok"] and not o.get("skipped") for o in outcomes)
+    subs, problems = collect(tmp_path / "submissions")
+    assert len(subs) == 2 and not problems  # the leaderboard picks them up
+    results = sorted((tmp_path / "submissions" / "tiny").rglob("result.json"))
+    stamps = [r.stat().st_mtime_ns for r in results]
+
+    again = json.loads(runner.invoke(main, ["sweep", spec, "--json"]).stdout)["outcomes"]
+    assert all(o.get("skipped") for o in again)  # no work
+    assert [r.stat().st_mtime_ns for r in results] == stamps
+
+    results[1].unlink()  # as if the sweep had been killed before this job finished
+    third = json.loads(runner.invoke(main, ["sweep", spec, "--workers", "1", "--json"]).stdout)["outcomes"]
+    ran = [o for o in third if not o.get("skipped")]
+    assert len(ran) == 1 and ran[0]["output"] == str(results[1]) and results[1].exists()
+    assert results[0].stat().st_mtime_ns == stamps[0]
+
+
+def test_failed_jobs_are_reported_and_the_others_finish(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a model")
+    spec = write(tmp_path, sweep_doc(tmp_path, seeds=(0,), extra_models=[str(bad)]))
+    res = CliRunner().invoke(main, ["sweep", spec, "--workers", "2", "--json"])
+    assert res.exit_code == 1
+    outcomes = {o["label"]: o for o in json.loads(res.stdout)["outcomes"]}
+    assert not outcomes["evaluate broken (seed 0)"]["ok"]
+    assert "broken.pt" in outcomes["evaluate broken (seed 0)"]["error"]
+    assert outcomes["evaluate gru_multi_object_w8_s0 (seed 0)"]["ok"]
+
+
+def test_sweep_runs_on_a_real_dask_scheduler(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    spec = write(tmp_path, sweep_doc(tmp_path, seeds=(0,)))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        res = CliRunner().invoke(main, ["sweep", spec, "--scheduler", cluster.scheduler_address,
+                                        "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["backend"] == "dask" and len(doc["outcomes"]) == 2
+    assert all(o["ok"] for o in doc["outcomes"])
+    assert len(list((tmp_path / "submissions").rglob("result.json"))) == 1
+
+
+def test_bad_sweep_files_get_one_line_errors(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "s.toml"
+    path.write_text("name = 'x'\n[evaluate]\nmodels = ['nothing/*.pt']\n")
+    res = runner.invoke(main, ["sweep", str(path)])
+    assert res.exit_code == 2 and "no model file matches" in res.output
+    path.write_text("[train\n")
+    res = runner.invoke(main, ["sweep", str(path)])
+    assert res.exit_code == 2 and "not a valid sweep file" in res.output and "Traceback" not in res.output
+
+
+def test_trajectory_over_checkpoints(tmp_path, multi):
+    from numbench.models.files import save_model
+    from numbench.training import TrainConfig, train
+    from numbench.trajectory import summarize, trajectory_plan, trajectory_rows
+
+    run = tmp_path / "run" / "tiny.checkpoints"
+    run.mkdir(parents=True)
+    train("gru", multi, 0, config={"d_embed": 8, "d_hidden": 8, "d_readout": 16},
+          train_config=TrainConfig(**TINY_TRAIN, save_every=10),
+          on_checkpoint=lambda step, m: save_model(m, run / f"step_{step:06d}.pt", task=multi, seed=0))
+    res = CliRunner().invoke(main, ["trajectory", str(run), "--workers", "1", "--no-plot", "--json",
+                                    "--engine", "max_steps=6", "--engine", "eval_every=3"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [r["step"] for r in doc["rows"]] == [10, 20, 30]
+    assert doc["accuracy_vs_symbol_score"]["n"] == 3
+    p = trajectory_plan(run, engine={"max_steps": 6, "eval_every": 3})
+    assert summarize(trajectory_rows(p))["rows"] == doc["rows"]  # re-read, nothing re-run
