@@ -37,3 +37,13 @@ def tiny_result(tiny_model_file):
     from numbench.evaluate import evaluate
 
     return evaluate(tiny_model_file, settings=tiny_settings())
+
+
+@pytest.fixture
+def submitted_result(tmp_path, tiny_result):
+    """The tiny result written as submissions/tiny/result.json under tmp_path."""
+    from numbench.results import write_json_atomic
+
+    path = tmp_path / "submissions" / "tiny" / "result.json"
+    write_json_atomic(path, tiny_result)
+    return path

@@ -9,19 +9,11 @@ from click.testing import CliRunner
 
 from numbench.cli import main
 from numbench.compare import compare_frame
-from numbench.results import write_json_atomic
 from numbench.submissions import Submission
 
 
-@pytest.fixture
-def result_file(tmp_path, tiny_result):
-    path = tmp_path / "submissions" / "tiny" / "result.json"
-    write_json_atomic(path, tiny_result)
-    return path
-
-
-def test_compare_picks_the_best_valid_cell_and_its_controls(tiny_result, result_file):
-    frame = compare_frame([Submission(result_file, tiny_result, False)])
+def test_compare_picks_the_best_valid_cell_and_its_controls(tiny_result, submitted_result):
+    frame = compare_frame([Submission(submitted_result, tiny_result, False)])
     assert len(frame) == 5  # up_down: count, phase; up_up: demo_count, resp_count, phase
     cells = tiny_result["cells"]
     for r in frame.to_dict("records"):
@@ -39,26 +31,26 @@ def test_compare_picks_the_best_valid_cell_and_its_controls(tiny_result, result_
         assert pd.isna(r["sd_linear"])  # only in --sweep runs
 
 
-def test_compare_filters_and_formats(result_file):
+def test_compare_filters_and_formats(submitted_result):
     runner = CliRunner()
-    md = runner.invoke(main, ["compare", str(result_file), "--format", "md"])
+    md = runner.invoke(main, ["compare", str(submitted_result), "--format", "md"])
     assert md.exit_code == 0, md.output
     header = md.output.splitlines()[0]
     for col in ("orthogonal", "linear", "sd_linear", "full", "random", "linear selectivity"):
         assert col in header
-    csv = runner.invoke(main, ["compare", str(result_file), "--format", "csv"])
+    csv = runner.invoke(main, ["compare", str(submitted_result), "--format", "csv"])
     assert len(pd.read_csv(io.StringIO(csv.output))) == 5
-    js = runner.invoke(main, ["compare", str(result_file), "--format", "json", "--task", "multi_object"])
+    js = runner.invoke(main, ["compare", str(submitted_result), "--format", "json", "--task", "multi_object"])
     assert {r["variable"] for r in json.loads(js.output)} == {"count", "phase", "demo_count", "resp_count"}
-    none = runner.invoke(main, ["compare", str(result_file), "--arch", "transformer"])
+    none = runner.invoke(main, ["compare", str(submitted_result), "--arch", "transformer"])
     assert none.exit_code == 2 and "no cells match" in none.output
-    table = runner.invoke(main, ["compare", "--submissions", str(result_file.parent.parent)])
+    table = runner.invoke(main, ["compare", "--submissions", str(submitted_result.parent.parent)])
     assert table.exit_code == 0 and "tiny" in table.output
 
 
-def test_plot_writes_three_pngs(result_file, tmp_path):
+def test_plot_writes_three_pngs(submitted_result, tmp_path):
     pytest.importorskip("matplotlib")
-    res = CliRunner().invoke(main, ["plot", str(result_file), "--out", str(tmp_path / "png")])
+    res = CliRunner().invoke(main, ["plot", str(submitted_result), "--out", str(tmp_path / "png")])
     assert res.exit_code == 0, res.output
     paths = [tmp_path / "png" / p.split("/")[-1] for p in res.output.split()]
     assert sorted(p.name for p in paths) == ["tiny_gru_gradience.png", "tiny_gru_k.png", "tiny_gru_sites.png"]
@@ -67,9 +59,9 @@ def test_plot_writes_three_pngs(result_file, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
-def test_plot_rejects_a_tampered_result(result_file, tiny_result):
-    doc = json.loads(result_file.read_text())
+def test_plot_rejects_a_tampered_result(submitted_result, tiny_result):
+    doc = json.loads(submitted_result.read_text())
     doc["cells"][0]["test_iia"] = 0.123456
-    result_file.write_text(json.dumps(doc))
-    res = CliRunner().invoke(main, ["plot", str(result_file)])
+    submitted_result.write_text(json.dumps(doc))
+    res = CliRunner().invoke(main, ["plot", str(submitted_result)])
     assert res.exit_code == 2 and "digest mismatch" in res.output

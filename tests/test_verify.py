@@ -4,7 +4,6 @@ field of an edited one (sealed again or not), refuses another model."""
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
 
 from numbench.cli import main
@@ -13,51 +12,44 @@ from numbench.submissions import collect
 from numbench.verify import diff
 
 
-@pytest.fixture
-def submitted(tmp_path, tiny_result):
-    path = tmp_path / "submissions" / "tiny" / "result.json"
-    write_json_atomic(path, tiny_result)
-    return path
-
-
-def test_verify_passes_on_an_honest_result_and_the_board_marks_it(submitted, tiny_model_file):
-    res = CliRunner().invoke(main, ["verify", str(submitted), str(tiny_model_file)])
+def test_verify_passes_on_an_honest_result_and_the_board_marks_it(submitted_result, tiny_model_file):
+    res = CliRunner().invoke(main, ["verify", str(submitted_result), str(tiny_model_file)])
     assert res.exit_code == 0, res.output
     assert "verified" in res.output
-    record = json.loads(submitted.with_name("verify.json").read_text())
-    assert record["passed"] and record["result_digest"] == json.loads(submitted.read_text())["digest"]
-    subs, _ = collect(submitted.parent.parent)
+    record = json.loads(submitted_result.with_name("verify.json").read_text())
+    assert record["passed"] and record["result_digest"] == json.loads(submitted_result.read_text())["digest"]
+    subs, _ = collect(submitted_result.parent.parent)
     assert subs[0].verified
 
 
-def test_verify_names_an_edited_number_even_when_resealed(submitted, tiny_model_file):
-    doc = json.loads(submitted.read_text())
+def test_verify_names_an_edited_number_even_when_resealed(submitted_result, tiny_model_file):
+    doc = json.loads(submitted_result.read_text())
     cell = doc["cells"][3]
     cell["test_iia"] = round(1.0 - cell["test_iia"], 6) or 0.5
-    write_json_atomic(submitted, seal(doc))
-    res = CliRunner().invoke(main, ["verify", str(submitted), str(tiny_model_file)])
+    write_json_atomic(submitted_result, seal(doc))
+    res = CliRunner().invoke(main, ["verify", str(submitted_result), str(tiny_model_file)])
     assert res.exit_code == 1
     assert f"cells[{cell['key']}].test_iia" in res.output
-    assert not json.loads(submitted.with_name("verify.json").read_text())["passed"]
-    assert not collect(submitted.parent.parent)[0][0].verified
+    assert not json.loads(submitted_result.with_name("verify.json").read_text())["passed"]
+    assert not collect(submitted_result.parent.parent)[0][0].verified
 
 
-def test_verify_reports_a_broken_seal_and_the_edited_field(submitted, tiny_model_file):
-    doc = json.loads(submitted.read_text())
+def test_verify_reports_a_broken_seal_and_the_edited_field(submitted_result, tiny_model_file):
+    doc = json.loads(submitted_result.read_text())
     doc["task_accuracy"]["iid"] = 0.0 if doc["task_accuracy"]["iid"] else 1.0
-    submitted.write_text(json.dumps(doc))  # edited by hand, digest left as it was
-    res = CliRunner().invoke(main, ["verify", str(submitted), str(tiny_model_file), "--json"])
+    submitted_result.write_text(json.dumps(doc))  # edited by hand, digest left as it was
+    res = CliRunner().invoke(main, ["verify", str(submitted_result), str(tiny_model_file), "--json"])
     assert res.exit_code == 1
     fields = {m["field"] for m in json.loads(res.stdout)["mismatch_list"]}
     assert {"digest", "task_accuracy.iid"} <= fields
 
 
-def test_verify_refuses_another_model_file(submitted, tiny_model_file, tmp_path):
+def test_verify_refuses_another_model_file(submitted_result, tiny_model_file, tmp_path):
     other = tmp_path / "other.pt"
     shutil.copy(tiny_model_file, other)
     with open(other, "ab") as f:
         f.write(b"\0")
-    res = CliRunner().invoke(main, ["verify", str(submitted), str(other)])
+    res = CliRunner().invoke(main, ["verify", str(submitted_result), str(other)])
     assert res.exit_code == 1 and "model.sha256" in res.output
 
 

@@ -18,6 +18,11 @@ def _page_plots(subs) -> dict[str, list[bytes]]:
     """Per task: the symbol-score overview and the three plots of its top-ranked model."""
     from ..plots import plot_overview, plot_result
 
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        stderr.print("no plots on the page: pip install 'numbench[plot]'")
+        return {}
     rows = rank([summary_row(s) for s in subs if s.doc["ranked"] and s.current_protocol])
     out: dict[str, list[bytes]] = {}
     with tempfile.TemporaryDirectory() as tmp:
