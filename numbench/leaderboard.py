@@ -56,7 +56,7 @@ def summary_row(sub: Submission) -> dict:
         "holdout": acc.get("holdout"), "symbol_score": s.get("symbol_score"),
         "best_program": best, "variables": per_var, "selectivity": avg("selectivity"),
         "random_init": avg("random_init_iia"), "verified": sub.verified,
-        "protocol": doc["versions"]["protocol"], "ranked": doc["ranked"],
+        "protocol": doc["versions"]["protocol"], "ranked": sub.ranked,
         "low_accuracy": acc.get("iid") is None or acc["iid"] < IID_FLOOR,
     }
 

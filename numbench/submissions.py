@@ -40,6 +40,16 @@ class Submission:
     def current_protocol(self) -> bool:
         return self.doc["versions"]["protocol"] == PROTOCOL_VERSION
 
+    @property
+    def ranked(self) -> bool:
+        """The result says it is ranked *and* its recorded settings are the protocol's."""
+        from .evaluate import Settings
+
+        try:
+            return bool(self.doc["ranked"]) and Settings.from_json(self.doc["settings"]).ranked
+        except (KeyError, TypeError):
+            return False
+
 
 def result_paths(root: str | Path) -> list[Path]:
     """Every ``result.json`` under root, in a stable order."""

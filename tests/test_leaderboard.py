@@ -4,10 +4,13 @@ versions and quick runs, bad files skipped by name, byte-identical rebuilds, the
 import copy
 import json
 
+from dataclasses import asdict
+
 import pytest
 from click.testing import CliRunner
 
 from numbench.cli import main
+from numbench.das import EngineConfig
 from numbench.leaderboard import rank, render_markdown, summary_row
 from numbench.results import seal, write_json_atomic
 from numbench.submissions import collect
@@ -16,7 +19,8 @@ from numbench.submissions import collect
 def variant(doc, *, symbol=None, holdout=None, iid=None, protocol=None, quick=False, arch=None):
     """A resealed copy of a real result with some headline numbers set."""
     d = copy.deepcopy(doc)
-    d["ranked"] = True  # the tiny budget is not the protocol's; these stand in for real runs
+    # the tiny budget is not the protocol's; these stand in for real runs
+    d["ranked"], d["settings"]["engine"] = True, asdict(EngineConfig())
     if symbol is not None:
         d["summary"]["symbol_score"] = symbol
     if holdout is not None:
@@ -67,7 +71,7 @@ def test_bad_files_are_skipped_by_name_and_the_rest_admitted(board):
 
 def test_ranking_rule_symbol_score_then_holdout(board):
     subs, _ = collect(board)
-    ranked = rank([summary_row(s) for s in subs if s.current_protocol and s.doc["ranked"]])
+    ranked = rank([summary_row(s) for s in subs if s.current_protocol and s.ranked])
     assert [r["model"] for r in ranked] == ["beta", "gamma", "alpha"]  # gamma wins the tie
     assert [r["low_accuracy"] for r in ranked] == [False, True, False]
 
@@ -104,6 +108,15 @@ def test_verified_mark_needs_a_passing_record_of_this_exact_result(board):
     text = render_markdown(subs, problems)
     alpha_row = next(line for line in text.split("## Overall")[1].splitlines() if "| alpha" in line)
     assert "✓" in alpha_row
+
+
+def test_a_result_claiming_ranked_with_a_small_budget_is_not_ranked(tiny_result, tmp_path):
+    claim = copy.deepcopy(tiny_result)
+    claim["ranked"] = True  # but settings.engine is the tiny budget
+    write_json_atomic(tmp_path / "claim" / "result.json", seal(claim))
+    subs, _ = collect(tmp_path)
+    assert not subs[0].ranked
+    assert "| claim" not in render_markdown(subs, []).split("## Overall")[1].split("##")[0]
 
 
 def test_empty_submissions_still_give_a_board(tmp_path):

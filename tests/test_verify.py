@@ -4,6 +4,7 @@ field of an edited one (sealed again or not), refuses another model."""
 import json
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from numbench.cli import main
@@ -60,3 +61,19 @@ def test_diff_matches_cells_by_key_and_ignores_run_facts():
          "wall_seconds": {"total": 9.0}, "versions": {"python": "3.12", "protocol": "1"}}
     assert [m.field for m in diff(a, b)] == ["cells[x].test_iia"]
     assert diff(a, a) == []
+
+
+@pytest.mark.slow
+def test_verify_passes_on_a_committed_baseline_result(tmp_path):
+    """The committed quick result of the reference GRU reproduces exactly (a few minutes)."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    committed = root / "submissions" / "gru_multi_object_s0_quick" / "result.json"
+    if not committed.exists():
+        pytest.skip("no committed quick result of gru_multi_object_s0")
+    copy = tmp_path / "gru" / "result.json"
+    copy.parent.mkdir()
+    shutil.copy(committed, copy)
+    res = CliRunner().invoke(main, ["verify", str(copy), str(root / "baselines" / "gru_multi_object_s0.pt")])
+    assert res.exit_code == 0, res.output

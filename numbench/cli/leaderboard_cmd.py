@@ -23,7 +23,7 @@ def _page_plots(subs) -> dict[str, list[bytes]]:
     except ImportError:
         stderr.print("no plots on the page: pip install 'numbench[plot]'")
         return {}
-    rows = rank([summary_row(s) for s in subs if s.doc["ranked"] and s.current_protocol])
+    rows = rank([summary_row(s) for s in subs if s.ranked and s.current_protocol])
     out: dict[str, list[bytes]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for task in sorted({r["task"] for r in rows}):
