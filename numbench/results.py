@@ -17,6 +17,8 @@ from .errors import NumbenchError
 from .hashing import sha256_json
 
 RESULT_SCHEMA_VERSION = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 _TOP = {"schema_version": int, "kind": str, "ranked": bool, "versions": dict, "settings": dict,
         "task": dict, "model": dict, "task_accuracy": dict, "gate": dict, "pairs": dict,
@@ -68,6 +70,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -51,7 +51,8 @@ def command(results, root, task, arch, k, site, mode, fmt) -> None:
     if frame.empty:
         raise NumbenchError("no cells match the filters")
     if fmt == "md":
-        click.echo(frame.to_markdown(index=False, floatfmt=".3f", missingval="–"))
+        shown = frame.astype(object).where(frame.notna(), None)  # tabulate's "missing" is None
+        click.echo(shown.to_markdown(index=False, floatfmt=".3f", missingval="–"))
     elif fmt == "csv":
         click.echo(frame.to_csv(index=False, float_format="%.4f"), nl=False)
     elif fmt == "json":
