@@ -40,6 +40,23 @@ def test_model_card_accuracy_is_what_the_file_scores(card):
         assert doc["accuracy"]["iid"] >= 0.95
 
 
+@pytest.mark.parametrize("name", ["gru_multi_object_s0", "lstm_multi_object_s0",
+                                  "rnn_multi_object_s0", "transformer_multi_object_s0"])
+def test_every_architecture_passes_the_fidelity_gate_on_its_baseline(name, multi):
+    """Identity interchanges reproduce the plain logits within the gate's 1e-5, at every
+    site, on real trained weights (a tiny random model can hide drift that these show)."""
+    from numbench.das import identity_logit_diff
+    from numbench.evaluate import GATE_TOLERANCE
+    from numbench.pairs import make_pairs
+
+    ensure_plugin()
+    model, _ = load_model(ROOT / "baselines" / f"{name}.pt")
+    p = make_pairs(multi, "up_down", "count", "test")
+    ids, pos = torch.from_numpy(p.base.ids[:300]), torch.from_numpy(p.base_pos[:300])
+    for site in model.sites:
+        assert identity_logit_diff(model, site, ids, pos) <= GATE_TOLERANCE, site
+
+
 def test_rnn_baseline_needs_its_plugin_named(tmp_path):
     import subprocess
     import sys
