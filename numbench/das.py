@@ -263,8 +263,13 @@ class Engine:
         return total / count.clamp(min=1), correct
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
-        c = max(1, self.config.fits_per_forward)
-        return [fits[s : s + c] for s in range(0, len(fits), c)]
+        """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go
+        5 + 5, not 8 + 2: a small chunk pays the recurrence's per-step overhead alone)."""
+        if not fits:
+            return []
+        n_chunks = -(-len(fits) // max(1, self.config.fits_per_forward))
+        size = -(-len(fits) // n_chunks)
+        return [fits[s : s + size] for s in range(0, len(fits), size)]
 
     @torch.no_grad()
     def _score(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
