@@ -118,6 +118,18 @@ def _targets(ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
 
 
+def _length_groups(data: list[_Split], idx: torch.Tensor, groups: int = 4):
+    """Pairs ``idx`` in up to ``groups`` groups of similar length, as (positions in idx,
+    width): a pair's length is one past its last scored place or its interchange, whichever
+    is later, in the longest of the fits' counterfactuals. Forwards then skip the padding
+    of short rows, which is most of the work on tasks whose sequences vary in length."""
+    need = torch.stack([torch.maximum((dat.scored[idx] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
+                                      dat.pos[idx] + 1) for dat in data]).amax(0)
+    order = torch.argsort(need, stable=True)
+    return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, len(idx)))
+            if len(g)]
+
+
 class Engine:
     """Trains and scores groups of fits that share (model, site, mode)."""
 
@@ -191,18 +203,17 @@ class Engine:
         return stats
 
     # --- one forward over many fits -----------------------------------------------------
-    def _forward(self, fits: list[_Fit], split: str, idx: torch.Tensor):
-        """Per-fit mean loss (A,) and per-pair correctness (A, n) for pairs ``idx``."""
-        n, A = len(idx), len(fits)
-        data = [f.splits[split] for f in fits]
-        h_src = [dat.h_src[idx] for dat in data]  # (n, d) or (n, Ts, d) per fit
+    def _edit(self, fits: list[_Fit], h_src: list[torch.Tensor], n: int):
+        """The edit of ``n`` pairs of every fit in one forward, rows sorted fit by fit
+        (row ``a·n + r`` is pair r of fit a); ``h_src[a]`` is fit a's (n, d) or (n, Ts, d)."""
+        A = len(fits)
         segments: dict[int, tuple[Alignment, object, list[int]]] = {}
         for a, f in enumerate(fits):  # fits of one module, with its factors computed once
             seg = segments.setdefault(id(f.module), (f.module, f.module.factors(), []))
             seg[2].append(a)
 
         def edit(h: torch.Tensor, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            """Rows come sorted, fit by fit, each fit editing the same m (pair, t) places."""
+            """Each fit edits the same m (pair, t) places."""
             m = h.shape[0] // A
             hb = h.view(A, m, self.d)
             r = rows.view(A, m) - torch.arange(A)[:, None] * n  # pair index in the batch
@@ -225,31 +236,18 @@ class Engine:
                                              zeros.index_copy(0, sl, hs[a0:a1]), factors)[sl])
             return torch.cat(outs).reshape(A * m, self.d)
 
+        return edit
+
+    def _forward(self, fits: list[_Fit], split: str, idx: torch.Tensor):
+        """Per-fit mean loss (A,) and per-pair correctness (A, n) for pairs ``idx``."""
+        n, A = len(idx), len(fits)
+        data = [f.splits[split] for f in fits]
         if self.fast:
-            h = torch.cat([dat.h_base[idx] for dat in data])  # (A n, d)
-            rows = torch.arange(A * n)
-            new = edit(h, rows, torch.cat([dat.pos[idx] for dat in data]))
-            W = max(dat.targets.shape[1] for dat in data)
-            pad = lambda x, v: F.pad(x, (0, W - x.shape[1]), value=v)
-            select = torch.cat([pad(dat.scored[idx], False) for dat in data])
-            suffix = torch.cat([pad(dat.ids[idx], 0) for dat in data])[:, : W - 1]
-            # longest rows first, so the recurrence can drop rows as they end
-            lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
-            perm = torch.argsort(lengths, descending=True, stable=True)
-            select, targets = select[perm], torch.cat([pad(dat.targets[idx], 0) for dat in data])[perm]
-            logits = self.model.resume(self.site, new[perm], suffix[perm], select,
-                                       lengths[perm].tolist())  # (K, V)
-            targets = targets[select]
-            row = perm[select.nonzero(as_tuple=True)[0]]  # original row of each logit
-        else:
-            T = max(dat.ids.shape[1] for dat in data)
-            pad = lambda x, v: F.pad(x, (0, T - x.shape[1]), value=v)
-            ids = torch.cat([pad(dat.ids[idx], 0) for dat in data])
-            select = torch.cat([pad(dat.scored[idx], False) for dat in data])
-            pos = torch.cat([dat.pos[idx] for dat in data])
-            logits = self.model.run(ids, self.site, pos, edit, self.mode)[select]
-            targets = torch.cat([pad(dat.targets[idx], 0) for dat in data])[select]
-            row = select.nonzero(as_tuple=True)[0]  # (K,) which of the A·n rows
+            logits, targets, row = self._resumed(fits, data, idx)
+        else:  # rows of similar length together, each group cut after its last scored place
+            parts = [self._run_cut(fits, data, idx, group, width)
+                     for group, width in _length_groups(data, idx)]
+            logits, targets, row = (torch.cat(x) for x in zip(*parts))
         ce = F.cross_entropy(logits, targets, reduction="none")
         fit_of = row // n
         total = torch.zeros(A).index_add(0, fit_of, ce)
@@ -261,6 +259,41 @@ class Engine:
             count = count + torch.stack([dat.prefix_n[idx].sum() for dat in data]).float()
             correct = correct & torch.stack([dat.prefix_ok[idx] for dat in data])
         return total / count.clamp(min=1), correct
+
+    def _resumed(self, fits: list[_Fit], data: list[_Split], idx: torch.Tensor):
+        """Fast path: edit the cached state at i, run the cached suffixes only."""
+        n, A = len(idx), len(fits)
+        edit = self._edit(fits, [dat.h_src[idx] for dat in data], n)
+        h = torch.cat([dat.h_base[idx] for dat in data])  # (A n, d)
+        new = edit(h, torch.arange(A * n), torch.cat([dat.pos[idx] for dat in data]))
+        W = max(dat.targets.shape[1] for dat in data)
+        pad = lambda x, v: F.pad(x, (0, W - x.shape[1]), value=v)
+        select = torch.cat([pad(dat.scored[idx], False) for dat in data])
+        suffix = torch.cat([pad(dat.ids[idx], 0) for dat in data])[:, : W - 1]
+        # longest rows first, so the recurrence can drop rows as they end
+        lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
+        perm = torch.argsort(lengths, descending=True, stable=True)
+        select, targets = select[perm], torch.cat([pad(dat.targets[idx], 0) for dat in data])[perm]
+        logits = self.model.resume(self.site, new[perm], suffix[perm], select,
+                                   lengths[perm].tolist())  # (K, V)
+        return logits, targets[select], perm[select.nonzero(as_tuple=True)[0]]
+
+    def _run_cut(self, fits: list[_Fit], data: list[_Split], idx: torch.Tensor,
+                 group: torch.Tensor, width: int):
+        """Generic path for pairs ``idx[group]`` of every fit: the model's own forward on the
+        counterfactuals' first ``width`` tokens (a causal model's later tokens cannot change
+        them). Returns logits, targets and rows in the A·n layout of ``idx``."""
+        n, A, g = len(idx), len(fits), len(group)
+        sub = idx[group]
+        edit = self._edit(fits, [dat.h_src[sub] for dat in data], g)
+        cut = lambda x, v: F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
+        ids = torch.cat([cut(dat.ids[sub], 0) for dat in data])
+        select = torch.cat([cut(dat.scored[sub], False) for dat in data])
+        pos = torch.cat([dat.pos[sub] for dat in data])
+        logits = self.model.run(ids, self.site, pos, edit, self.mode)[select]
+        targets = torch.cat([cut(dat.targets[sub], 0) for dat in data])[select]
+        local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
+        return logits, targets, (local // g) * n + group[local % g]
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
         """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go

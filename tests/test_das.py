@@ -128,6 +128,29 @@ def test_transformer_generic_path_and_prefix_mode(multi):
     assert full[0].test_iia == pytest.approx(float(ok), abs=1e-6)
 
 
+def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
+    """The generic path cuts rows of similar length after their last scored place; the
+    fits must train and score as they would on whole, padded rows in one forward."""
+    import numbench.das as das
+    from models_helpers import tiny
+
+    model = tiny("transformer", multi)
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=128)
+    groups = das._length_groups([Engine(model, "block0").prepare(te)], torch.arange(128))
+    assert len(groups) == 4 and min(w for _, w in groups) < te.cf_ids.shape[1]  # real cuts
+    specs = lambda: [FitSpec("a", "linear", 4, tr, va, te, seed=1),
+                     FitSpec("b", "random", 4, tr, va, te, seed=2)]
+    grouped = Engine(model, "embed", config=no_stop(10)).run(specs())
+    whole = lambda data, idx: [(torch.arange(len(idx)), data[0].ids.shape[1])]
+    monkeypatch.setattr(das, "_length_groups", whole)
+    plain = Engine(model, "embed", config=no_stop(10)).run(specs())
+    for g, p in zip(grouped, plain):
+        assert g.valid_loss == pytest.approx(p.valid_loss, rel=1e-4)
+        assert (g.test_correct == p.test_correct).all()
+    rand = make_alignment("random", model.sites["embed"], 4, seed=2)
+    assert grouped[1].test_iia == pytest.approx(plain_iia(model, "embed", rand, te), abs=1e-6)
+
+
 def test_stopping_rules(small_gru, multi):
     tr, va, te = data(multi, "up_down", "count", n_train=512, n_eval=100)
     cfg = EngineConfig(max_steps=400, eval_every=20, patience=2, min_delta=10.0)  # never improves
