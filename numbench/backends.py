@@ -18,6 +18,12 @@ from .errors import NumbenchError
 Runner = Callable[[dict], dict]
 
 
+def _lost(job: dict, e: BaseException) -> dict:
+    """The outcome of a job whose worker died (killed, out of memory, past its time)."""
+    return {"key": job["key"], "ok": False, "seconds": 0.0, "output": job["output"],
+            "error": f"worker lost: {type(e).__name__}: {e}"}
+
+
 def _one_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -36,9 +42,12 @@ class LocalBackend:
             return
         with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)),
                                  mp_context=get_context("spawn"), initializer=_one_thread) as pool:
-            futures = [pool.submit(fn, job) for job in jobs]
+            futures = {pool.submit(fn, job): job for job in jobs}
             for f in as_completed(futures):
-                yield f.result()
+                try:
+                    yield f.result()
+                except Exception as e:  # the process died: report it, go on with the rest
+                    yield _lost(futures[f], e)
 
 
 class DaskBackend:
@@ -58,8 +67,12 @@ class DaskBackend:
         from distributed import as_completed as dask_completed
 
         futures = self.client.map(fn, jobs, pure=False, key=[f"numbench-{j['key']}" for j in jobs])
+        job_of = {f.key: j for f, j in zip(futures, jobs)}
         for f in dask_completed(futures):
-            yield f.result()
+            try:
+                yield f.result()
+            except Exception as e:
+                yield _lost(job_of[f.key], e)
 
     def close(self) -> None:
         self.client.close()
@@ -68,17 +81,29 @@ class DaskBackend:
 class SlurmBackend:
     name = "slurm"
 
-    def __init__(self, folder: str, *, partition: str | None, time_min: int, mem_gb: int):
+    def __init__(self, folder: str, *, partition: str | None, time_min: int, mem_gb: int,
+                 cluster: str | None = None):
+        """``cluster`` is submitit's: None picks Slurm when ``sbatch`` exists; ``"local"``
+        runs the same submission path in local subprocesses (the tests use it)."""
         try:
             import submitit
         except ImportError:
             raise NumbenchError("the Slurm backend needs submitit: pip install 'numbench[slurm]'") from None
-        self.executor = submitit.AutoExecutor(folder=folder)
+        self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         params = {"timeout_min": time_min, "mem_gb": mem_gb, "cpus_per_task": 1}
         if partition:
             params["slurm_partition"] = partition
         self.executor.update_parameters(**params)
 
     def run(self, fn: Runner, jobs: list[dict]) -> Iterator[dict]:
-        for handle in self.executor.map_array(fn, jobs):
-            yield handle.result()
+        if not jobs:
+            return
+        from submitit.helpers import as_completed as submitit_completed
+
+        handles = self.executor.map_array(fn, jobs)
+        job_of = {h.job_id: j for h, j in zip(handles, jobs)}
+        for h in submitit_completed(handles):
+            try:
+                yield h.result()
+            except Exception as e:  # timed out, out of memory, cancelled
+                yield _lost(job_of[h.job_id], e)

@@ -96,6 +96,23 @@ def test_sweep_runs_on_a_real_dask_scheduler(tmp_path):
     assert len(list((tmp_path / "submissions").rglob("result.json"))) == 1
 
 
+def test_sweep_runs_through_submitit(tmp_path):
+    """The Slurm backend's submission path, on submitit's local executor (no sbatch here)."""
+    pytest.importorskip("submitit")
+    from numbench.backends import SlurmBackend
+    from numbench.sweep import run_plan
+
+    p = plan(sweep_doc(tmp_path, seeds=(0,)))
+    backend = SlurmBackend(str(tmp_path / "logs"), partition="debug", time_min=10, mem_gb=2,
+                           cluster="local")
+    outcomes = run_plan(p, backend)
+    assert [o["kind"] for o in outcomes] == ["train", "evaluate"]
+    assert all(o["ok"] and not o.get("skipped") for o in outcomes), outcomes
+    subs, problems = collect(tmp_path / "submissions")
+    assert len(subs) == 1 and not problems
+    assert list((tmp_path / "logs").iterdir())  # submitit wrote its job folders there
+
+
 def test_bad_sweep_files_get_one_line_errors(tmp_path):
     runner = CliRunner()
     path = tmp_path / "s.toml"
