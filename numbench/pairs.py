@@ -119,10 +119,21 @@ def _eligible(task: Task, row: list[int]) -> np.ndarray:
 
 
 def _draw_sequences(task: Task, split: str, mode: str):
-    """Bases, sources and positions: a function of (task version, split, mode) only."""
+    """Bases, sources and positions: a function of (task version, split, mode) only; and
+    the generator of the counterfactuals' continuations, fresh at every call."""
     size, pool_name, seed = PAIR_SPLITS[split]
     ss = np.random.SeedSequence([seed, task.version, MODES.index(mode)])
-    rng = np.random.default_rng(ss)
+    cont_rng = np.random.default_rng(ss.spawn(1)[0])
+    bases, n_base, base_pos, sources, n_src, src_pos = _sequences(task, split, mode)
+    return (seed, [list(b) for b in bases], n_base.copy(), base_pos.copy(),
+            [list(s) for s in sources], n_src.copy(), src_pos.copy(), cont_rng)
+
+
+@lru_cache(maxsize=8)
+def _sequences(task: Task, split: str, mode: str):
+    """Every variable's pair sets share these: drawn once (callers get copies)."""
+    size, pool_name, seed = PAIR_SPLITS[split]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, task.version, MODES.index(mode)]))
     pool = np.asarray(task.counts_for(pool_name))
     n_base, n_src = rng.choice(pool, size=size), rng.choice(pool, size=size)
     bases = [one_sequence(task, int(n), 0.0, rng) for n in n_base]
@@ -138,8 +149,7 @@ def _draw_sequences(task: Task, split: str, mode: str):
         else:  # prefix: i = j, eligible in both
             both = np.intersect1d(eb, _eligible(task, sources[b]))
             base_pos[b] = src_pos[b] = both[rng.integers(len(both))]
-    cont_rng = np.random.default_rng(ss.spawn(1)[0])
-    return seed, bases, n_base, base_pos, sources, n_src, src_pos, cont_rng
+    return tuple(map(tuple, bases)), n_base, base_pos, tuple(map(tuple, sources)), n_src, src_pos
 
 
 def counterfactual(task: Task, program: Program, variables: tuple[str, ...], base: list[int],

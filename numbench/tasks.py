@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -66,35 +66,42 @@ class Task:
     def __hash__(self) -> int:  # dict fields: hash what names the content
         return hash((self.name, self.version, self.vocabulary, self.response_rule))
 
-    # --- token ids ---------------------------------------------------------------
-    def token_id(self, token: str) -> int:
-        return self.vocabulary.index(token)
+    # --- token ids (cached: sequence generation asks millions of times) ------------
+    @cached_property
+    def _token_ids(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.vocabulary)}
 
-    @property
+    def token_id(self, token: str) -> int:
+        try:
+            return self._token_ids[token]
+        except KeyError:
+            raise ValueError(f"'{token}' is not in the vocabulary of task '{self.name}'") from None
+
+    @cached_property
     def pad_id(self) -> int:
         return self.token_id("P")
 
-    @property
+    @cached_property
     def begin_id(self) -> int:
         return self.token_id("B")
 
-    @property
+    @cached_property
     def trigger_id(self) -> int:
         return self.token_id("T")
 
-    @property
+    @cached_property
     def end_id(self) -> int:
         return self.token_id("E")
 
-    @property
+    @cached_property
     def void_id(self) -> int:
         return self.token_id("U")
 
-    @property
+    @cached_property
     def demo_ids(self) -> tuple[int, ...]:
         return tuple(self.token_id(t) for t in self.demo_tokens)
 
-    @property
+    @cached_property
     def response_id(self) -> int:
         return self.token_id(self.response_token)
 
