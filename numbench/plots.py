@@ -86,14 +86,16 @@ def plot_sites(doc: dict, path: Path) -> Path:
         for c in _main_cells(doc, program=p, variable=v, alignment=a):
             if c.get("ranked_k") and c["site"] in sites:
                 grid[sites.index(c["site"])][j] = c["test_iia"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(cols), 1.4 + 0.5 * len(sites)))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(cols), 2.4 + 0.5 * len(sites)))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for i in range(len(sites)):
         for j in range(len(cols)):
             if grid[i][j] == grid[i][j]:
                 ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if grid[i][j] < 0.6 else "black")
-    ax.set_xticks(range(len(cols)), [f"{v}\n{a[:5]}" for _, v, a in cols], fontsize=7)
+    short = {"orthogonal": "orth", "linear": "lin"}
+    ax.set_xticks(range(len(cols)), [f"{p} {v} · {short.get(a, a)}" for p, v, a in cols],
+                  fontsize=7, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(sites)), sites)
     fig.colorbar(im, ax=ax, label="test IIA")
     ax.set_title(f"{doc['model']['file']}: IIA per site (k = ranked)")
