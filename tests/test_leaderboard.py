@@ -123,3 +123,26 @@ def test_empty_submissions_still_give_a_board(tmp_path):
     subs, problems = collect(tmp_path)
     text = render_markdown(subs, problems)
     assert "*(none)*" in text and not problems
+
+
+def test_committed_leaderboard_is_what_the_committed_results_give(tmp_path, monkeypatch):
+    """`numbench leaderboard` on a fresh clone rebuilds leaderboard.md byte for byte. Only
+    the committed result files count (a local sweep's results are not in a fresh clone)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    committed = root / "leaderboard.md"
+    assert committed.exists(), "leaderboard.md is missing: run `numbench leaderboard`"
+    try:
+        listed = subprocess.run(["git", "ls-files", "submissions"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    for rel in listed:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / rel, tmp_path / rel)
+    monkeypatch.chdir(tmp_path)  # the board names files relative to the repository root
+    subs, problems = collect("submissions")
+    assert render_markdown(subs, problems) == committed.read_text(encoding="utf-8")

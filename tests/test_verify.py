@@ -65,15 +65,15 @@ def test_diff_matches_cells_by_key_and_ignores_run_facts():
 
 @pytest.mark.slow
 def test_verify_passes_on_a_committed_baseline_result(tmp_path):
-    """The committed quick result of the reference GRU reproduces exactly (a few minutes)."""
+    """A committed quick result of a shipped baseline reproduces exactly (a few minutes)."""
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parent.parent
-    committed = root / "submissions" / "gru_multi_object_s0_quick" / "result.json"
+    committed = root / "submissions" / "lstm_multi_object_s0_quick" / "result.json"
     if not committed.exists():
-        pytest.skip("no committed quick result of gru_multi_object_s0")
+        pytest.skip("no committed quick result of lstm_multi_object_s0")
     copy = tmp_path / "gru" / "result.json"
     copy.parent.mkdir()
     shutil.copy(committed, copy)
-    res = CliRunner().invoke(main, ["verify", str(copy), str(root / "baselines" / "gru_multi_object_s0.pt")])
+    res = CliRunner().invoke(main, ["verify", str(copy), str(root / "baselines" / "lstm_multi_object_s0.pt")])
     assert res.exit_code == 0, res.output
