@@ -283,7 +283,7 @@ class Engine:
         """Generic path for pairs ``idx[group]`` of every fit: the model's own forward on the
         counterfactuals' first ``width`` tokens (a causal model's later tokens cannot change
         them). Returns logits, targets and rows in the A·n layout of ``idx``."""
-        n, A, g = len(idx), len(fits), len(group)
+        n, g = len(idx), len(group)
         sub = idx[group]
         edit = self._edit(fits, [dat.h_src[sub] for dat in data], g)
         cut = lambda x, v: F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
@@ -407,23 +407,3 @@ class Engine:
                 f.stop_reason = "failing"
             if f.stop_reason:
                 f.active = False
-
-
-@torch.no_grad()
-def identity_logit_diff(model: NumbenchModel, site: str, ids: torch.Tensor, pos: torch.Tensor,
-                        mode: str = "single") -> float:
-    """Max |logits| change from an identity interchange (source = base, same position),
-    through every path the engine uses: the model's interchange run and, for a resumable
-    site, the restart from the cached state (PROTOCOL §6 fidelity gate)."""
-    plain = model.run(ids)
-    same = model.run(ids, site, pos, lambda h, rows, t: h, mode)
-    diff = float((same - plain).abs().max())
-    if mode == "single" and isinstance(model, Resumable) and site in model.state_sites:
-        rows = torch.arange(len(ids))
-        h = model.activations(ids, site)[rows, pos]
-        resumed = model.resume(site, h, left_align(ids, pos + 1))  # positions i..
-        T = ids.shape[1]
-        for b in range(len(ids)):
-            n = T - int(pos[b])
-            diff = max(diff, float((resumed[b, :n] - plain[b, int(pos[b]):]).abs().max()))
-    return diff

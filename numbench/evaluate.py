@@ -17,26 +17,30 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .accuracy import sequence_correct, split_accuracies
-from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors, identity_logit_diff
+from .accuracy import split_accuracies
+from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors
 from .errors import NumbenchError
+from .gate import GATE_TOLERANCE, GateFailed, run_gate
 from .models.files import check_task, load_model, model_sha256
 from .models.registry import build_model
 from .pairs import PairSet, make_pairs
 from .programs import get_program
-from .protocol import (BASELINE_ALIGNMENTS, PROGRAMS, PROTOCOL_DIGEST, PROTOCOL_VERSION,
-                       RANDOM_INIT_SEED, RANKED_ALIGNMENTS, ranked_k, sweep_ks)
+from .protocol import (
+    BASELINE_ALIGNMENTS,
+    PROGRAMS,
+    PROTOCOL_DIGEST,
+    PROTOCOL_VERSION,
+    RANDOM_INIT_SEED,
+    RANKED_ALIGNMENTS,
+    ranked_k,
+    sweep_ks,
+)
 from .results import RESULT_SCHEMA_VERSION, read_partial, seal, write_json_atomic
 from .scores import best_site, summarize
 from .tasks import Task, load_task
 from .version import __version__
 
-GATE_TOLERANCE = 1e-5
 Progress = Callable[[str, dict], None]  # (stage, details)
-
-
-class GateFailed(NumbenchError):
-    """The model failed the fidelity gate: it is not scored."""
 
 
 @dataclass
@@ -103,22 +107,6 @@ class _Pairs:
     def triplet(self, program, variable, mode="single", permuted=False):
         sets = [self.get(program, variable, s, mode, permuted) for s in ("train", "valid", "test")]
         return [p for p, _ in sets], [t for _, t in sets]
-
-
-def run_gate(model, pairs: _Pairs) -> dict:
-    """Identity interchanges reproduce the plain logits; base-only IIA = task accuracy."""
-    p, t = pairs.get("up_down", "count", "test", "single", False)
-    ids, pos = t.base_ids, t.base_pos
-    diff = max(identity_logit_diff(model, site, ids, pos) for site in model.sites)
-    identity = PairTensors(ids, ids, torch.from_numpy(p.base.scored), pos, ids, pos)
-    base_acc = float(sequence_correct(model, p.base).mean())
-    iia = {}
-    for site in model.sites:
-        spec = FitSpec("gate", "full", model.sites[site], identity, identity, identity)
-        iia[site] = Engine(model, site).run([spec])[0].test_iia
-    passed = diff <= GATE_TOLERANCE and all(v == base_acc for v in iia.values())
-    return {"passed": passed, "max_abs_logit_diff": diff, "base_only_iia": iia,
-            "task_accuracy_on_bases": base_acc, "tolerance": GATE_TOLERANCE}
 
 
 def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) -> dict:

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
-from numbench.das import Engine, EngineConfig, FitSpec, PairTensors, identity_logit_diff
+from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
+from numbench.gate import identity_logit_diff
 from numbench.pairs import make_pairs
 from numbench.training import TrainConfig, train
 
