@@ -19,6 +19,7 @@ valid IIA is kept; its test IIA is reported.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .alignments import Alignment, make_alignment
+from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable
 from .models.recurrent import left_align
 
@@ -59,6 +61,26 @@ class EngineConfig:
     fail_iia: float = 0.1
     eval_chunk: int = 250  # pairs per fit per no-grad forward
     fits_per_forward: int = 8  # ~1,000 rows a forward keeps a d=128 recurrence in cache
+    # matrix products of a training step's restarted recurrence: "bf16" (CPU autocast;
+    # ~3x faster products where the CPU has bf16 dot products) or "fp32". Validation and
+    # scoring always run in float32, so every reported IIA is exact model arithmetic.
+    train_precision: str = "bf16"
+    # threads that run a step's chunks of fits side by side (each op on one core); the
+    # chunks split the active fits evenly, so the cores stay busy until the last fit stops
+    workers: int = 2
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
+        if self.train_precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"train_precision must be one of {', '.join(TRAIN_PRECISIONS)}, "
+                             f"not '{self.train_precision}'")
+
+
+TRAIN_PRECISIONS = ("bf16", "fp32")
+# engine settings that change only speed (and, for train_precision, a training step's
+# rounding — shown to leave IIA unchanged within the protocol's ±0.02); never the budget
+SPEED_ONLY = ("eval_chunk", "fits_per_forward", "train_precision", "workers")
 
 
 @dataclass
@@ -130,6 +152,16 @@ def _length_groups(data: list[_Split], idx: torch.Tensor, groups: int = 4):
             if len(g)]
 
 
+def _by_position(pos: torch.Tensor, chunk: int = 2000):
+    """Rows in chunks of similar ``pos`` (sorted), each with width max(pos) + 1: preparing a
+    causal model's activations at pos, or its predictions before pos, then skips the
+    tokens after. Chunks follow the sort, so each row's result is computed the same way."""
+    order = torch.argsort(pos, stable=True)
+    for s in range(0, len(pos), chunk):
+        rows = order[s : s + chunk]
+        yield rows, int(pos[rows].max()) + 1
+
+
 class Engine:
     """Trains and scores groups of fits that share (model, site, mode)."""
 
@@ -145,6 +177,7 @@ class Engine:
                      and site in model.state_sites)
         self._acts: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._before: list = []
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- preparation ------------------------------------------------------------------
     @torch.no_grad()
@@ -154,11 +187,14 @@ class Engine:
         for seen, acts in self._acts:
             if seen[0] is ids and seen[1] is pos:
                 return acts
-        chunks = []
-        for s in range(0, len(ids), 2000):
-            a = self.model.activations(ids[s : s + 2000], self.site)
-            chunks.append(a if pos is None else a[torch.arange(len(a)), pos[s : s + 2000]])
-        acts = torch.cat(chunks)
+        if pos is None:
+            acts = torch.cat([self.model.activations(ids[s : s + 2000], self.site)
+                              for s in range(0, len(ids), 2000)])
+        else:  # a causal model's site at pos needs only the tokens up to pos
+            acts = ids.new_empty(len(ids), self.d, dtype=torch.float32)
+            for rows, width in _by_position(pos):
+                a = self.model.activations(ids[rows, :width], self.site)
+                acts[rows] = a[torch.arange(len(rows)), pos[rows]]
         self._acts.append(((ids, pos), acts))
         return acts
 
@@ -191,13 +227,13 @@ class Engine:
         before = pairs.cf_scored & (torch.arange(T)[None, :] < pairs.base_pos[:, None])
         targets = _targets(pairs.cf_ids)
         ce, ok = torch.zeros(N), torch.ones(N, dtype=torch.bool)
-        for s in range(0, N, 2000):
-            sl = slice(s, s + 2000)
-            m = before[sl]
+        # tokens before i only; 500 rows a run keeps the readout's (rows, T, hidden) small
+        for rows, width in _by_position(pairs.base_pos, chunk=500):
+            m = before[rows, :width]
             r = m.nonzero(as_tuple=True)[0]
-            lg, tg = self.model.run(pairs.cf_ids[sl])[m], targets[sl][m]
-            ce[sl] = torch.zeros(len(m)).index_add(0, r, F.cross_entropy(lg, tg, reduction="none"))
-            ok[sl] = torch.bincount(r[lg.argmax(-1) != tg], minlength=len(m)) == 0
+            lg, tg = self.model.run(pairs.cf_ids[rows, :width])[m], targets[rows, :width][m]
+            ce[rows] = torch.zeros(len(m)).index_add(0, r, F.cross_entropy(lg, tg, reduction="none"))
+            ok[rows] = torch.bincount(r[lg.argmax(-1) != tg], minlength=len(m)) == 0
         stats = (ce, before.sum(1), ok)
         self._before.append(((pairs.base_ids, pairs.base_pos), stats))
         return stats
@@ -274,9 +310,14 @@ class Engine:
         lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
         perm = torch.argsort(lengths, descending=True, stable=True)
         select, targets = select[perm], torch.cat([pad(dat.targets[idx], 0) for dat in data])[perm]
-        logits = self.model.resume(self.site, new[perm], suffix[perm], select,
-                                   lengths[perm].tolist())  # (K, V)
-        return logits, targets[select], perm[select.nonzero(as_tuple=True)[0]]
+        # a training step may run the restarted recurrence's products in bf16 (the state
+        # stays float32: see docs/contract.md); scoring never does
+        low = (torch.is_grad_enabled() and self.config.train_precision == "bf16"
+               and self.model.bf16_training)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            logits = self.model.resume(self.site, new[perm], suffix[perm], select,
+                                       lengths[perm].tolist())  # (K, V)
+        return logits.float(), targets[select], perm[select.nonzero(as_tuple=True)[0]]
 
     def _run_cut(self, fits: list[_Fit], data: list[_Split], idx: torch.Tensor,
                  group: torch.Tensor, width: int):
@@ -296,20 +337,29 @@ class Engine:
         return logits, targets, (local // g) * n + group[local % g]
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
-        """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go
-        5 + 5, not 8 + 2: a small chunk pays the recurrence's per-step overhead alone)."""
+        """At most ``fits_per_forward`` fits a forward, and at least one chunk a worker,
+        in chunks of equal size (10 fits go 5 + 5, not 8 + 2: a small chunk pays the
+        recurrence's per-step overhead alone)."""
         if not fits:
             return []
+        workers = min(self.config.workers, len(fits))
         n_chunks = -(-len(fits) // max(1, self.config.fits_per_forward))
+        n_chunks = -(-n_chunks // workers) * workers  # a multiple of the workers: balanced
         size = -(-len(fits) // n_chunks)
         return [fits[s : s + size] for s in range(0, len(fits), size)]
 
-    @torch.no_grad()
+    def _map(self, fn, chunks: list) -> list:
+        """``fn`` over chunks, on the worker threads when there is more than one chunk."""
+        if self._pool is None or len(chunks) < 2:
+            return [fn(c) for c in chunks]
+        return list(self._pool.map(fn, chunks))
+
     def _score(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean loss (A,) and correctness (A, N) of every fit on ``split``."""
-        parts = [self._score_chunk(chunk, split) for chunk in self._chunks(fits)]
+        parts = self._map(lambda chunk: self._score_chunk(chunk, split), self._chunks(fits))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    @torch.no_grad()  # grad mode is per thread: set here, where each worker runs
     def _score_chunk(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
         N = len(fits[0].splits[split].pos)
         losses, correct = [], []
@@ -328,7 +378,27 @@ class Engine:
         Results come in the order of ``specs``.
 
         ``on_step(step, active_fits, best_valid_iia_so_far)`` is called every validation.
+        With ``workers`` > 1 the run holds torch to one thread an op (restored after).
         """
+        threads = torch.get_num_threads()
+        if self.config.workers > 1:
+            torch.set_num_threads(1)
+        self._pool = (ThreadPoolExecutor(self.config.workers, initializer=torch.set_num_threads,
+                                         initargs=(1,)) if self.config.workers > 1 else None)
+        try:
+            return self._run(specs, seed, on_step)
+        finally:
+            if self._pool:
+                self._pool.shutdown()
+            self._pool = None
+            torch.set_num_threads(threads)
+
+    def _train_chunk(self, fits: list[_Fit], idx: torch.Tensor) -> None:
+        """Forward and backward of one chunk (each fit's loss is its own: exact)."""
+        loss, _ = self._forward(fits, "train", idx)
+        loss.sum().backward()
+
+    def _run(self, specs, seed, on_step) -> list[FitResult]:
         cfg = self.config
         groups: dict[tuple[str, int], list[FitSpec]] = {}
         for s in specs:
@@ -357,10 +427,10 @@ class Engine:
             cursor += cfg.batch_size
             active = [f for f in trainable if f.active]
             opt.zero_grad(set_to_none=True)
-            for chunk in self._chunks(active):  # each fit's loss is its own: exact
-                loss, _ = self._forward(chunk, "train", idx)
-                loss.sum().backward()
+            self._map(lambda chunk: self._train_chunk(chunk, idx), self._chunks(active))
             opt.step()
+            if step % 10 == 0:  # freed autograd buffers back to the OS (see memory.py)
+                release_free_memory()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 self._validate(active, step)
                 if on_step:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .accuracy import split_accuracies
-from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors
+from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors
 from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate
 from .models.files import check_task, load_model, model_sha256
@@ -61,20 +61,24 @@ class Settings:
         unknown = set(engine or {}) - set(base)
         if unknown:
             raise NumbenchError(f"unknown engine setting(s): {', '.join(sorted(unknown))}")
-        return cls(seed=seed, quick=quick, sweep=sweep, engine=EngineConfig(**(base | (engine or {}))))
+        try:
+            config = EngineConfig(**(base | (engine or {})))
+        except ValueError as e:
+            raise NumbenchError(f"engine setting: {e}") from None
+        return cls(seed=seed, quick=quick, sweep=sweep, engine=config)
 
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
         """The settings a result recorded (its ``settings`` key)."""
+        legacy = {"train_precision": "fp32", "workers": 1}  # written before these existed
         return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"],
-                   engine=EngineConfig(**d["engine"]))
+                   engine=EngineConfig(**(legacy | d["engine"])))
 
     @property
     def ranked(self) -> bool:
-        """Only the protocol's own budget is ranked (chunk sizes only change speed)."""
-        speed_only = {"eval_chunk", "fits_per_forward"}
+        """Only the protocol's own budget is ranked (speed-only settings may differ)."""
         mine, protocol = asdict(self.engine), asdict(EngineConfig())
-        return not self.quick and all(mine[k] == protocol[k] for k in protocol if k not in speed_only)
+        return not self.quick and all(mine[k] == protocol[k] for k in protocol if k not in SPEED_ONLY)
 
     def to_json(self) -> dict:
         eng = asdict(self.engine)

@@ -39,7 +39,10 @@ PROTOCOL = {
     "pair_splits": {k: list(v) for k, v in PAIR_SPLITS.items()},
     "permutation_seed": PERMUTATION_SEED,
     "random_init_seed": RANDOM_INIT_SEED,
-    "engine": asdict(EngineConfig()) | {"eval_chunk": None, "fits_per_forward": None},
+    # speed-only settings are left out (the later ones were added after version 1's digest)
+    "engine": {k: v for k, v in asdict(EngineConfig()).items()
+               if k not in ("train_precision", "workers")}
+              | {"eval_chunk": None, "fits_per_forward": None},
     "best_site": "highest valid IIA per (program, variable, alignment); test IIA reported",
     "gate_tolerance": 1e-5,
 }

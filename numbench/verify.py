@@ -104,12 +104,14 @@ def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Ve
         before = torch.get_num_threads()
         if isinstance(threads, int) and threads > 0:
             torch.set_num_threads(threads)  # float sums can depend on the thread count
+        settings = Settings.from_json(doc["settings"])
         try:
-            again = evaluate(model_path, task_name=doc["task"]["name"],
-                             settings=Settings.from_json(doc["settings"]), progress=progress)
+            again = evaluate(model_path, task_name=doc["task"]["name"], settings=settings,
+                             progress=progress)
         finally:
             torch.set_num_threads(before)
-        mismatches += diff(doc, again)
+        # settings added since the result was written are replayed at their old values
+        mismatches += diff(dict(doc, settings=settings.to_json()), again)
     record = {"kind": "numbench-verification", "result_digest": doc["digest"],
               "model_sha256": sha, "passed": not mismatches, "mismatches": len(mismatches),
               "first_mismatches": [str(m) for m in mismatches[:20]],

@@ -1,5 +1,7 @@
 """The DAS engine against a plain reference loop; stopping rules; gate helpers."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,8 +80,9 @@ def no_stop(steps):
                         fail_after=10**6, fits_per_forward=3)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
 @pytest.mark.parametrize("kind", ["orthogonal", "linear"])
-def test_fast_engine_matches_plain_loop(small_gru, multi, kind):
+def test_fast_engine_matches_plain_loop(small_gru, multi, kind, precision):
     for p in small_gru.parameters():
         p.requires_grad_(False)
     tr, va, te = data(multi, "up_down", "count")
@@ -87,7 +90,8 @@ def test_fast_engine_matches_plain_loop(small_gru, multi, kind):
     specs = [FitSpec("count", kind, 4, tr, va, te, seed=11),
              FitSpec("phase", kind, 4, *other, seed=12),
              FitSpec("count2", "orthogonal", 2, tr, va, te, seed=13)]
-    res = Engine(small_gru, "hidden", config=no_stop(150)).run(specs, seed=0)
+    config = dataclasses.replace(no_stop(150), train_precision=precision)
+    res = Engine(small_gru, "hidden", config=config).run(specs, seed=0)
     ref = plain_fit(small_gru, "hidden", kind, 4, 11, tr, va, steps=150, lr=1e-2)
     ref_iia = plain_iia(small_gru, "hidden", ref, te)
     init_iia = plain_iia(small_gru, "hidden", make_alignment(kind, 32, 4, seed=11), te)
@@ -187,3 +191,43 @@ def test_results_come_in_spec_order_whatever_the_grouping(small_gru, multi):
     res = Engine(small_gru, "hidden", config=no_stop(2)).run(specs)
     assert [r.key for r in res] == ["a", "b", "c", "d"]
     assert [r.alignment for r in res] == ["orthogonal", "linear", "orthogonal", "full"]
+
+
+def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(small_gru, multi):
+    """train_precision="bf16" changes a GRU's training trajectory (its products do run in
+    bf16) but not how a fixed alignment is scored; a model that does not declare
+    ``bf16_training`` (the Elman plugin) trains bit for bit as in float32."""
+    from models_helpers import tiny
+
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    spec = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=5),
+                    FitSpec("r", "random", 4, tr, va, te, seed=6)]
+    run = lambda model, precision: Engine(model, "hidden", config=dataclasses.replace(
+        no_stop(30), train_precision=precision)).run(spec())
+    low, full = run(small_gru, "bf16"), run(small_gru, "fp32")
+    assert not torch.equal(low[0].state["weight"], full[0].state["weight"])
+    assert low[1].valid_loss == full[1].valid_loss  # untrained: scored alike, in float32
+    assert (low[1].test_correct == full[1].test_correct).all()
+    rnn = tiny("rnn", multi)
+    assert not rnn.bf16_training
+    a, b = run(rnn, "bf16"), run(rnn, "fp32")
+    assert torch.equal(a[0].state["weight"], b[0].state["weight"]) and a[0].valid_loss == b[0].valid_loss
+
+
+def test_worker_threads_change_the_speed_not_the_numbers(small_gru, multi):
+    """Chunks of fits on two threads train each fit exactly as one thread does: a fit's
+    rows never mix with another's, and every fit sees the same batches."""
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
+    specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
+                     FitSpec("b", "linear", 4, *other, seed=2),
+                     FitSpec("c", "orthogonal", 2, *other, seed=3)]
+    one, two = (Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(40), workers=w))
+                .run(specs()) for w in (1, 2))
+    for x, y in zip(one, two):
+        assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
+        assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
+    engine = Engine(small_gru, "hidden", config=EngineConfig(workers=2, fits_per_forward=8))
+    fits = list(range(3))  # stand-ins: chunking looks at nothing but the list
+    assert [len(c) for c in engine._chunks(fits)] == [2, 1]  # a chunk for each worker
+    assert [len(c) for c in engine._chunks(fits[:1])] == [1]

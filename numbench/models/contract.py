@@ -80,6 +80,10 @@ class Resumable(ABC):
     """A model whose ``state_sites`` are its whole recurrent state after a position."""
 
     state_sites: ClassVar[tuple[str, ...]]
+    #: True when ``resume`` keeps its state in float32 under CPU ``autocast(bfloat16)``
+    #: (only matrix products drop to bf16): the engine may then run a training step's
+    #: restarted recurrence in bf16 (``EngineConfig.train_precision``). Scoring never is.
+    bf16_training: ClassVar[bool] = False
 
     @abstractmethod
     def resume(self, site: str, h: torch.Tensor, suffix: torch.Tensor,

@@ -32,6 +32,7 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
     family = "recurrent"
     Config = GRUConfig
     state_sites = ("hidden",)
+    bf16_training = True  # the stepper casts its products back to float32
 
     def __init__(self, config: GRUConfig, vocabulary):
         super().__init__(config, vocabulary)
@@ -53,11 +54,15 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
     def stepper(self):
         """One GRU step on (n, d) states, the vocabulary's input gates precomputed."""
         w_hh, b_hh = self.rnn.weight_hh_l0.T, self.rnn.bias_hh_l0
+        if torch.is_autocast_enabled("cpu"):  # cast once, not every step
+            low = torch.get_autocast_dtype("cpu")
+            w_hh, b_hh = w_hh.to(low), b_hh.to(low)
         d = self.config.d_hidden
         gi_table = self.embed.weight @ self.rnn.weight_ih_l0.T + self.rnn.bias_ih_l0  # (V, 3d)
 
         def step(h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-            gi, gh = gi_table[tokens], torch.addmm(b_hh, h, w_hh)
+            # .float(): under a training step's bf16 autocast only the product is bf16
+            gi, gh = gi_table[tokens], torch.addmm(b_hh, h, w_hh).float()
             r, z = torch.sigmoid(gi[:, : 2 * d] + gh[:, : 2 * d]).chunk(2, dim=-1)
             n = torch.tanh(torch.addcmul(gi[:, 2 * d :], r, gh[:, 2 * d :]))
             return torch.lerp(n, h, z)  # = (1 - z) n + z h

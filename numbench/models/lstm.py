@@ -32,6 +32,7 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
     family = "recurrent"
     Config = LSTMConfig
     state_sites = ("hidden",)
+    bf16_training = True  # the stepper casts its products back to float32
 
     def __init__(self, config: LSTMConfig, vocabulary):
         super().__init__(config, vocabulary)
@@ -92,7 +93,8 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
 
         def step(site: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
             h, c = site[:, :d], site[:, d:]
-            i, f, g, o = torch.addmm(gi_table[tokens], h, w_hh).chunk(4, dim=-1)
+            # .float(): under a training step's bf16 autocast only the product is bf16
+            i, f, g, o = torch.addmm(gi_table[tokens], h, w_hh).float().chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
 

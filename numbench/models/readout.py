@@ -3,5 +3,16 @@
 from torch import nn
 
 
-def readout_mlp(d_in: int, d_hidden: int, vocab_size: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, vocab_size))
+class ReadoutMLP(nn.Sequential):
+    """Linear -> GELU -> Linear, with the GELU always in float32: under a bf16 training
+    step's autocast the two products run in bf16 (most of a step's work) while the
+    activation keeps full precision; outside autocast this is the plain MLP, bit for bit.
+    An ``nn.Sequential`` so the parameters keep their names (``0.weight``, ``2.weight``)."""
+
+    def forward(self, x):
+        first, act, second = self
+        return second(act(first(x).float()))
+
+
+def readout_mlp(d_in: int, d_hidden: int, vocab_size: int) -> ReadoutMLP:
+    return ReadoutMLP(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, vocab_size))

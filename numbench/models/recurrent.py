@@ -74,14 +74,23 @@ class RecurrentRunner:
         """Step the rows still alive at each position (rows sorted by length, longest
         first); gather the readout inputs at ``select`` in row-major order."""
         step = self.stepper()
-        alive = [sum(1 for n in lengths if n > s) for s in range(max(lengths))]
+        ends = torch.bincount(torch.tensor(lengths)).cumsum(0)  # rows ended by each length
+        alive = (len(lengths) - ends[:-1]).tolist()  # rows longer than s, s = 0 .. max - 1
+        if torch.is_autocast_enabled("cpu"):  # bf16 products: oneDNN compiles a kernel per
+            # shape, so round row counts up to few shapes (extra rows are never read)
+            alive = [min(len(h), -(-n // 32) * 32) for n in alive]
         outs, cur = [self.output_from_site(h)], h
         for s in range(1, len(alive)):
             cur = step(cur[: alive[s]], suffix[: alive[s], s - 1])
             outs.append(self.output_from_site(cur))
         offsets = torch.tensor([0] + alive[:-1]).cumsum(0)  # start of position s when packed
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
-        return self.readout(torch.cat(outs).index_select(0, offsets[cols] + rows))
+        at = offsets[cols] + rows
+        if not torch.is_autocast_enabled("cpu"):
+            return self.readout(torch.cat(outs).index_select(0, at))
+        K = len(at)  # as above: a few shapes, the padding rows dropped after
+        at = torch.cat([at, at.new_zeros(-K % 256)])
+        return self.readout(torch.cat(outs).index_select(0, at))[:K]
 
     def _run_single(self, ids, site, pos, edit):
         B, T = ids.shape
