@@ -429,8 +429,6 @@ class Engine:
             opt.zero_grad(set_to_none=True)
             self._map(lambda chunk: self._train_chunk(chunk, idx), self._chunks(active))
             opt.step()
-            if step % 10 == 0:  # freed autograd buffers back to the OS (see memory.py)
-                release_free_memory()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 self._validate(active, step)
                 if on_step:
@@ -460,6 +458,7 @@ class Engine:
             return
         cfg = self.config
         loss, ok = self._score(live, "valid")
+        release_free_memory()  # 100 steps' freed autograd buffers back to the OS (memory.py)
         for a, f in enumerate(live):
             iia, l = float(ok[a].mean()), float(loss[a])
             f.valid_loss, f.steps = l, step

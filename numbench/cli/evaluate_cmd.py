@@ -47,7 +47,7 @@ def result_table(doc: dict) -> Table:
 @click.option("--quick", is_flag=True, help="Small-budget smoke run, labelled unranked.")
 @click.option("--sweep", is_flag=True, help="Also the k-sweep, prefix mode and sd_linear.")
 @click.option("--out", type=click.Path(dir_okay=False),
-              help="Result file (default: submissions/<model name>/result.json).")
+              help="Result file (default: submissions/<model name>[_quick][_sweep]/result.json).")
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
 @arch_module_option
 @json_option
@@ -57,7 +57,7 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, as_json) -> 
 
     Example: numbench evaluate baselines/gru_multi_object_s0.pt
     """
-    name = Path(model_file).stem + ("_quick" if quick else "")
+    name = Path(model_file).stem + ("_quick" if quick else "") + ("_sweep" if sweep else "")
     out = Path(out) if out else Path("submissions") / name / "result.json"
     partial = out.with_name(out.name + ".partial")
     if not resume:
