@@ -118,6 +118,7 @@ def _evaluate(spec: dict, out: Path) -> None:
     from .evaluate import Settings, evaluate
     from .results import write_json_atomic
 
+    # a job already has its own core: one engine worker, unless the spec says otherwise
     settings = Settings.make(seed=spec["seed"], quick=spec["quick"], sweep=spec["sweep"],
-                             engine=spec["engine"])
+                             engine={"workers": 1} | (spec["engine"] or {}))
     write_json_atomic(out, evaluate(spec["model"], task_name=spec["task"], settings=settings))

@@ -1,6 +1,7 @@
 """numbench evaluate end to end on a tiny real model: gate, cells, scores, determinism,
 resume, the result schema and the CLI. A small engine budget keeps it fast."""
 
+import dataclasses
 import json
 
 import pytest
@@ -107,11 +108,14 @@ def test_cli_writes_result_atomically_and_prints_json(model_file, tmp_path, monk
     import numbench.evaluate as ev
 
     monkeypatch.setattr(ev.Settings, "make", classmethod(lambda cls, **kw: Settings(
-        seed=kw.get("seed", 0), quick=kw.get("quick", False), engine=TINY_ENGINE)))
+        seed=kw.get("seed", 0), quick=kw.get("quick", False),
+        engine=dataclasses.replace(TINY_ENGINE, **kw.get("engine", {})))))
     out = tmp_path / "sub" / "result.json"
-    res = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--json"])
+    res = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--json",
+                                    "--workers", "3"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
+    assert doc["settings"]["engine"]["workers"] == 3
     assert json.loads(out.read_text()) == doc
     assert not list(out.parent.glob("*.partial")) and not list(out.parent.glob(".*tmp"))
     table = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--quick"])
@@ -126,3 +130,18 @@ def test_validate_result_rejects_tampering(result):
     del bad["summary"]
     with pytest.raises(NumbenchError, match="missing field"):
         validate_result(bad, "r.json")
+
+
+def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_written():
+    assert Settings.make(engine={"workers": 3, "train_precision": "fp32", "eval_chunk": 50}).ranked
+    assert not Settings.make(engine={"max_steps": 10}).ranked
+    with pytest.raises(NumbenchError, match="train_precision"):
+        Settings.make(engine={"train_precision": "fp16"})
+    with pytest.raises(NumbenchError, match="workers"):
+        Settings.make(engine={"workers": 0})
+    # a result written before these settings existed ran in float32 on one worker
+    old = Settings.make().to_json()
+    del old["engine"]["workers"], old["engine"]["train_precision"]
+    replay = Settings.from_json(old)
+    assert (replay.engine.workers, replay.engine.train_precision) == (1, "fp32")
+    assert replay.ranked

@@ -8,6 +8,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..das import EngineConfig
 from ..evaluate import GateFailed, Settings, evaluate
 from ..results import write_json_atomic
 from . import EXIT_FAILED
@@ -49,9 +50,12 @@ def result_table(doc: dict) -> Table:
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Result file (default: submissions/<model name>[_quick][_sweep]/result.json).")
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
+@click.option("--workers", type=click.IntRange(min=1), default=EngineConfig().workers,
+              show_default=True,
+              help="Threads that train chunks of fits side by side (speed only; recorded).")
 @arch_module_option
 @json_option
-def command(model_file, task_name, seed, quick, sweep, out, resume, as_json) -> None:
+def command(model_file, task_name, seed, quick, sweep, out, resume, workers, as_json) -> None:
     """Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, IIA of
     every program variable under orthogonal and linear alignment with controls.
 
@@ -62,7 +66,7 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, as_json) -> 
     partial = out.with_name(out.name + ".partial")
     if not resume:
         partial.unlink(missing_ok=True)
-    settings = Settings.make(seed=seed, quick=quick, sweep=sweep)
+    settings = Settings.make(seed=seed, quick=quick, sweep=sweep, engine={"workers": workers})
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
                           "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())

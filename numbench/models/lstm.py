@@ -88,6 +88,8 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
     def stepper(self):
         """One LSTM step on (n, 2d) site vectors, the vocabulary's input gates precomputed."""
         w_hh, d = self.rnn.weight_hh_l0.T, self.config.d_hidden
+        if torch.is_autocast_enabled("cpu"):  # cast once, not every step
+            w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
         gi_table = (self.embed.weight @ self.rnn.weight_ih_l0.T + self.rnn.bias_ih_l0
                     + self.rnn.bias_hh_l0)  # (V, 4d)
 

@@ -83,7 +83,8 @@ class RecurrentRunner:
         for s in range(1, len(alive)):
             cur = step(cur[: alive[s]], suffix[: alive[s], s - 1])
             outs.append(self.output_from_site(cur))
-        offsets = torch.tensor([0] + alive[:-1]).cumsum(0)  # start of position s when packed
+        # start of position s when packed (position 0 holds every row, even one of length 0)
+        offsets = torch.tensor([0, len(h)] + alive[1:-1]).cumsum(0)[: len(alive)]
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
         at = offsets[cols] + rows
         if not torch.is_autocast_enabled("cpu"):
