@@ -7,9 +7,9 @@ its own rows, and all rows go through the frozen model in a single forward. Each
 parameters see only its own loss (their slices are independent and Adam is elementwise),
 so a fit trains exactly as it would alone.
 
-What does not depend on the alignment is computed once: base and source activations at
-the interchange positions and, for a recurrent model (``Resumable``), the counterfactual
-suffix after position i with its targets, so a step runs only the suffix.
+What does not depend on the alignment is computed once (``das_prepare``): base and source
+activations at the interchange positions and, for a recurrent model (``Resumable``), the
+counterfactual suffix after position i with its targets, so a step runs only the suffix.
 
 Stopping (per fit, checked at every validation, every ``eval_every`` steps): valid IIA ≥
 ``stop_iia``; valid loss not improved by ``min_delta`` in ``patience`` validations; valid
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .alignments import Alignment, make_alignment
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable
-from .models.recurrent import left_align
+from .das_prepare import Preparer, Split
 
 
 @dataclass(frozen=True)
@@ -109,26 +109,10 @@ class FitResult:
     state: dict = field(repr=False, default_factory=dict)  # best alignment slice
 
 
-@dataclass
-class _Split:
-    """One fit's split, prepared: cached activations and (fast path) aligned suffixes."""
-
-    h_base: torch.Tensor  # (N, d) at i
-    h_src: torch.Tensor  # (N, d) at j, or (N, Ts, d) for prefix mode
-    pos: torch.Tensor  # (N,)
-    ids: torch.Tensor  # fast path: suffix (N, S); else counterfactual (N, T)
-    targets: torch.Tensor  # (N, W) fast path from i, else (N, T)
-    scored: torch.Tensor  # same shape as targets, bool
-    # fast path: scored positions before i, which no interchange at i can change
-    prefix_ce: torch.Tensor | None = None  # (N,) summed cross-entropy there
-    prefix_n: torch.Tensor | None = None  # (N,) how many
-    prefix_ok: torch.Tensor | None = None  # (N,) all right there
-
-
 class _Fit:
     def __init__(self, spec: FitSpec, module: Alignment, slot: int):
         self.spec, self.module, self.slot = spec, module, slot
-        self.splits: dict[str, _Split] = {}
+        self.splits: dict[str, Split] = {}
         self.active = True
         self.best_iia, self.best_step = -1.0, 0
         self.best_state = module.slice_state(slot)
@@ -136,11 +120,7 @@ class _Fit:
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
 
 
-def _targets(ids: torch.Tensor) -> torch.Tensor:
-    return torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
-
-
-def _length_groups(data: list[_Split], idx: torch.Tensor, groups: int = 4):
+def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
     """Pairs ``idx`` in up to ``groups`` groups of similar length, as (positions in idx,
     width): a pair's length is one past its last scored place or its interchange, whichever
     is later, in the longest of the fits' counterfactuals. Forwards then skip the padding
@@ -150,16 +130,6 @@ def _length_groups(data: list[_Split], idx: torch.Tensor, groups: int = 4):
     order = torch.argsort(need, stable=True)
     return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, len(idx)))
             if len(g)]
-
-
-def _by_position(pos: torch.Tensor, chunk: int = 2000):
-    """Rows in chunks of similar ``pos`` (sorted), each with width max(pos) + 1: preparing a
-    causal model's activations at pos, or its predictions before pos, then skips the
-    tokens after. Chunks follow the sort, so each row's result is computed the same way."""
-    order = torch.argsort(pos, stable=True)
-    for s in range(0, len(pos), chunk):
-        rows = order[s : s + chunk]
-        yield rows, int(pos[rows].max()) + 1
 
 
 class Engine:
@@ -175,68 +145,11 @@ class Engine:
         self.d = model.sites[site]
         self.fast = (mode == "single" and isinstance(model, Resumable)
                      and site in model.state_sites)
-        self._acts: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._before: list = []
+        self._prepared = Preparer(model, site, mode, self.fast)
         self._pool: ThreadPoolExecutor | None = None
 
-    # --- preparation ------------------------------------------------------------------
-    @torch.no_grad()
-    def _activations(self, ids: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-        """Site activations of ``ids`` at ``pos`` (N, d), or everywhere (N, T, d) if None.
-        Fits share pair sets, so each (ids, pos) is computed once."""
-        for seen, acts in self._acts:
-            if seen[0] is ids and seen[1] is pos:
-                return acts
-        if pos is None:
-            acts = torch.cat([self.model.activations(ids[s : s + 2000], self.site)
-                              for s in range(0, len(ids), 2000)])
-        else:  # a causal model's site at pos needs only the tokens up to pos
-            acts = ids.new_empty(len(ids), self.d, dtype=torch.float32)
-            for rows, width in _by_position(pos):
-                a = self.model.activations(ids[rows, :width], self.site)
-                acts[rows] = a[torch.arange(len(rows)), pos[rows]]
-        self._acts.append(((ids, pos), acts))
-        return acts
-
-    def prepare(self, pairs: PairTensors) -> _Split:
-        pos = pairs.base_pos
-        h_base = self._activations(pairs.base_ids, pos)
-        h_src = self._activations(pairs.src_ids, pairs.src_pos if self.mode == "single" else None)
-        targets = _targets(pairs.cf_ids)
-        if not self.fast:
-            return _Split(h_base, h_src, pos, pairs.cf_ids, targets, pairs.cf_scored)
-        # positions i .. i+W-1 hold every scored prediction after the interchange
-        T = pairs.cf_ids.shape[1]
-        last = torch.where(pairs.cf_scored, torch.arange(T), -1).max(dim=1).values
-        W = int((last - pos).max()) + 1
-        idx = (pos[:, None] + torch.arange(W)[None, :]).clamp(max=T - 1)
-        inside = pos[:, None] + torch.arange(W)[None, :] < T
-        scored = pairs.cf_scored.gather(1, idx) & inside
-        suffix = left_align(pairs.cf_ids, pos + 1)[:, : W - 1]
-        ce, n, ok = self._before_i(pairs)
-        return _Split(h_base, h_src, pos, suffix, targets.gather(1, idx), scored, ce, n, ok)
-
-    @torch.no_grad()
-    def _before_i(self, pairs: PairTensors):
-        """Loss sum, count and all-right of the scored predictions before i. They depend
-        only on the base up to i (the counterfactual's prefix), so fits share them."""
-        for seen, stats in self._before:
-            if seen[0] is pairs.base_ids and seen[1] is pairs.base_pos:
-                return stats
-        N, T = pairs.cf_ids.shape
-        before = pairs.cf_scored & (torch.arange(T)[None, :] < pairs.base_pos[:, None])
-        targets = _targets(pairs.cf_ids)
-        ce, ok = torch.zeros(N), torch.ones(N, dtype=torch.bool)
-        # tokens before i only; 500 rows a run keeps the readout's (rows, T, hidden) small
-        for rows, width in _by_position(pairs.base_pos, chunk=500):
-            m = before[rows, :width]
-            r = m.nonzero(as_tuple=True)[0]
-            lg, tg = self.model.run(pairs.cf_ids[rows, :width])[m], targets[rows, :width][m]
-            ce[rows] = torch.zeros(len(m)).index_add(0, r, F.cross_entropy(lg, tg, reduction="none"))
-            ok[rows] = torch.bincount(r[lg.argmax(-1) != tg], minlength=len(m)) == 0
-        stats = (ce, before.sum(1), ok)
-        self._before.append(((pairs.base_ids, pairs.base_pos), stats))
-        return stats
+    def prepare(self, pairs: PairTensors) -> Split:
+        return self._prepared.prepare(pairs)
 
     # --- one forward over many fits -----------------------------------------------------
     def _edit(self, fits: list[_Fit], h_src: list[torch.Tensor], n: int):
@@ -296,7 +209,7 @@ class Engine:
             correct = correct & torch.stack([dat.prefix_ok[idx] for dat in data])
         return total / count.clamp(min=1), correct
 
-    def _resumed(self, fits: list[_Fit], data: list[_Split], idx: torch.Tensor):
+    def _resumed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
         """Fast path: edit the cached state at i, run the cached suffixes only."""
         n, A = len(idx), len(fits)
         edit = self._edit(fits, [dat.h_src[idx] for dat in data], n)
@@ -319,7 +232,7 @@ class Engine:
                                        lengths[perm].tolist())  # (K, V)
         return logits.float(), targets[select], perm[select.nonzero(as_tuple=True)[0]]
 
-    def _run_cut(self, fits: list[_Fit], data: list[_Split], idx: torch.Tensor,
+    def _run_cut(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
                  group: torch.Tensor, width: int):
         """Generic path for pairs ``idx[group]`` of every fit: the model's own forward on the
         counterfactuals' first ``width`` tokens (a causal model's later tokens cannot change

@@ -45,8 +45,7 @@ def test_model_card_accuracy_is_what_the_file_scores(card):
 def test_every_architecture_passes_the_fidelity_gate_on_its_baseline(name, multi):
     """Identity interchanges reproduce the plain logits within the gate's 1e-5, at every
     site, on real trained weights (a tiny random model can hide drift that these show)."""
-    from numbench.gate import identity_logit_diff
-    from numbench.evaluate import GATE_TOLERANCE
+    from numbench.gate import GATE_TOLERANCE, identity_logit_diff
     from numbench.pairs import make_pairs
 
     ensure_plugin()

@@ -76,7 +76,8 @@ class RecurrentRunner:
         step = self.stepper()
         ends = torch.bincount(torch.tensor(lengths)).cumsum(0)  # rows ended by each length
         alive = (len(lengths) - ends[:-1]).tolist()  # rows longer than s, s = 0 .. max - 1
-        if torch.is_autocast_enabled("cpu"):  # bf16 products: oneDNN compiles a kernel per
+        low = torch.is_autocast_enabled("cpu")  # a bf16 training step
+        if low:  # bf16 products: oneDNN compiles a kernel per
             # shape, so round row counts up to few shapes (extra rows are never read)
             alive = [min(len(h), -(-n // 32) * 32) for n in alive]
         outs, cur = [self.output_from_site(h)], h
@@ -87,7 +88,7 @@ class RecurrentRunner:
         offsets = torch.tensor([0, len(h)] + alive[1:-1]).cumsum(0)[: len(alive)]
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
         at = offsets[cols] + rows
-        if not torch.is_autocast_enabled("cpu"):
+        if not low:
             return self.readout(torch.cat(outs).index_select(0, at))
         K = len(at)  # as above: a few shapes, the padding rows dropped after
         at = torch.cat([at, at.new_zeros(-K % 256)])
