@@ -4,7 +4,8 @@
 
 Prints: the plain loop's cost (python loop over time with a cell step, float32, no
 caching, one alignment at a time); then for the engine with its default speed settings,
-with float32 training products, and with one worker: the amortised cost of one training
+with autograd in place of the fused training kernels, with float32 training products,
+and with one worker: the amortised cost of one training
 step of one alignment (batch 128, fits batched as `numbench evaluate` batches them:
 5 variables x {orthogonal, linear}), the throughput ratio to the plain loop in pairs per
 second, and the test IIA reached after the same number of steps from the same
@@ -89,7 +90,8 @@ def main() -> None:
                 specs.append(FitSpec(f"{program}/{var}/{kind}", kind, 16, tr, va, te, seed=len(specs)))
     cfg = lambda n, **speed: EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2,
                                           patience=10**9, fail_after=10**9, **speed)
-    variants = {"engine (defaults: bf16 training products, 2 workers)": {},
+    variants = {"engine (defaults: fused kernels, bf16 training products, 2 workers)": {},
+                "engine, autograd through the stepper": {"train_kernels": "autograd"},
                 "engine, float32 training products": {"train_precision": "fp32"},
                 "engine, 1 worker (torch's own threads)": {"workers": 1}}
     print(f"model {args.model} ({model.parameter_count():,} params), {len(specs)} fits batched, "

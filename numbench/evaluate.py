@@ -70,7 +70,8 @@ class Settings:
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
         """The settings a result recorded (its ``settings`` key)."""
-        legacy = {"train_precision": "fp32", "workers": 1}  # written before these existed
+        # written before these existed: replay the behaviour of their time
+        legacy = {"train_precision": "fp32", "workers": 1, "train_kernels": "autograd"}
         return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"],
                    engine=EngineConfig(**(legacy | d["engine"])))
 

@@ -80,9 +80,10 @@ def no_stop(steps):
                         fail_after=10**6, fits_per_forward=3)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("precision,kernels",
+                         [("bf16", "fused"), ("bf16", "autograd"), ("fp32", "fused"), ("fp32", "autograd")])
 @pytest.mark.parametrize("kind", ["orthogonal", "linear"])
-def test_fast_engine_matches_plain_loop(small_gru, multi, kind, precision):
+def test_fast_engine_matches_plain_loop(small_gru, multi, kind, precision, kernels):
     for p in small_gru.parameters():
         p.requires_grad_(False)
     tr, va, te = data(multi, "up_down", "count")
@@ -90,7 +91,7 @@ def test_fast_engine_matches_plain_loop(small_gru, multi, kind, precision):
     specs = [FitSpec("count", kind, 4, tr, va, te, seed=11),
              FitSpec("phase", kind, 4, *other, seed=12),
              FitSpec("count2", "orthogonal", 2, tr, va, te, seed=13)]
-    config = dataclasses.replace(no_stop(150), train_precision=precision)
+    config = dataclasses.replace(no_stop(150), train_precision=precision, train_kernels=kernels)
     res = Engine(small_gru, "hidden", config=config).run(specs, seed=0)
     ref = plain_fit(small_gru, "hidden", kind, 4, 11, tr, va, steps=150, lr=1e-2)
     ref_iia = plain_iia(small_gru, "hidden", ref, te)

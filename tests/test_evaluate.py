@@ -133,15 +133,24 @@ def test_validate_result_rejects_tampering(result):
 
 
 def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_written():
-    assert Settings.make(engine={"workers": 3, "train_precision": "fp32", "eval_chunk": 50}).ranked
+    assert Settings.make(engine={"workers": 3, "train_precision": "fp32", "eval_chunk": 50,
+                                 "train_kernels": "autograd"}).ranked
     assert not Settings.make(engine={"max_steps": 10}).ranked
     with pytest.raises(NumbenchError, match="train_precision"):
         Settings.make(engine={"train_precision": "fp16"})
+    with pytest.raises(NumbenchError, match="train_kernels"):
+        Settings.make(engine={"train_kernels": "jit"})
     with pytest.raises(NumbenchError, match="workers"):
         Settings.make(engine={"workers": 0})
-    # a result written before these settings existed ran in float32 on one worker
+    # a result written before these settings existed ran in float32 on one worker, with
+    # autograd through the stepper
     old = Settings.make().to_json()
-    del old["engine"]["workers"], old["engine"]["train_precision"]
+    del old["engine"]["workers"], old["engine"]["train_precision"], old["engine"]["train_kernels"]
     replay = Settings.from_json(old)
     assert (replay.engine.workers, replay.engine.train_precision) == (1, "fp32")
+    assert replay.engine.train_kernels == "autograd"
     assert replay.ranked
+    # one written with bf16 and two workers, before train_kernels, replays its autograd steps
+    old = Settings.make().to_json()
+    del old["engine"]["train_kernels"]
+    assert Settings.from_json(old).engine.train_kernels == "autograd"

@@ -84,18 +84,23 @@ class Resumable(ABC):
     #: (only matrix products drop to bf16): the engine may then run a training step's
     #: restarted recurrence in bf16 (``EngineConfig.train_precision``). Scoring never is.
     bf16_training: ClassVar[bool] = False
+    #: True when ``resume`` takes ``fused=True``: a training step may then run the model's
+    #: hand-written recurrence and backward (``EngineConfig.train_kernels``). Scoring never.
+    fused_training: ClassVar[bool] = False
 
     @abstractmethod
     def resume(self, site: str, h: torch.Tensor, suffix: torch.Tensor,
                select: torch.Tensor | None = None,
-               lengths: list[int] | None = None) -> torch.Tensor:
+               lengths: list[int] | None = None, fused: bool = False) -> torch.Tensor:
         """Restart from state ``h`` (B, d) at some position i and read ``suffix`` (B, S),
         the tokens at i+1..i+S. Returns logits (B, 1+S, V) for positions i..i+S, or only
         the (K, V) logits where the bool mask ``select`` (B, 1+S) is set, in row-major
         order (the readout is then computed for those positions alone).
 
         ``lengths`` (with ``select``): how many positions from i each row needs, sorted in
-        descending order; rows are then not run past their length."""
+        descending order; rows are then not run past their length. ``fused`` (only passed
+        to a model declaring ``fused_training``, only in a training step): its gradient may
+        come from a hand-written backward, equal to autograd's up to float rounding."""
 
 
 def edit_positions(x: torch.Tensor, pos: torch.Tensor, edit: Edit, mode: str) -> torch.Tensor:

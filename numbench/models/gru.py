@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .contract import NumbenchModel, Resumable
+from .fused import GRUSuffix, double_columns, product_dtype
 from .readout import readout_mlp
 from .recurrent import RecurrentRunner
 from .registry import register_architecture
@@ -32,6 +33,7 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
     family = "recurrent"
     Config = GRUConfig
     state_sites = ("hidden",)
+    fused_training = True  # train_suffix: models/fused.py
     bf16_training = True  # the stepper casts its products back to float32
 
     def __init__(self, config: GRUConfig, vocabulary):
@@ -68,6 +70,15 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
             return torch.lerp(n, h, z)  # = (1 - z) n + z h
 
         return step
+
+    def train_suffix(self, h: torch.Tensor, suffix: torch.Tensor, alive: list[int]):
+        """A training step's packed recurrence, backward in closed form (``fused.py``)."""
+        d, rnn = self.config.d_hidden, self.rnn
+        w = double_columns(rnn.weight_hh_l0.T, 2 * d, 3 * d).to(product_dtype())
+        b = double_columns(rnn.bias_hh_l0, 2 * d, 3 * d).to(product_dtype())
+        gi = double_columns(self.embed.weight @ rnn.weight_ih_l0.T + rnn.bias_ih_l0, 2 * d, 3 * d)
+        with torch.autocast("cpu", enabled=False):  # the products' dtype is w's
+            return GRUSuffix.apply(h, suffix, alive, w, b, gi)
 
     def site_from_state(self, state: torch.Tensor) -> torch.Tensor:
         return state

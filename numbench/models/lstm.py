@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .contract import NumbenchModel, Resumable
+from .fused import LSTMSuffix, double_columns, product_dtype
 from .readout import readout_mlp
 from .recurrent import RecurrentRunner
 from .registry import register_architecture
@@ -32,6 +33,7 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
     family = "recurrent"
     Config = LSTMConfig
     state_sites = ("hidden",)
+    fused_training = True  # train_suffix: models/fused.py
     bf16_training = True  # the stepper casts its products back to float32
 
     def __init__(self, config: LSTMConfig, vocabulary):
@@ -101,6 +103,16 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
             return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
 
         return step
+
+    def train_suffix(self, site: torch.Tensor, suffix: torch.Tensor, alive: list[int]):
+        """A training step's packed recurrence, backward in closed form (``fused.py``);
+        packed outputs h, as ``output_from_site`` reads them."""
+        d, rnn = self.config.d_hidden, self.rnn
+        w = double_columns(rnn.weight_hh_l0.T, 2 * d, 3 * d).to(product_dtype())
+        gi = double_columns(self.embed.weight @ rnn.weight_ih_l0.T + rnn.bias_ih_l0
+                            + rnn.bias_hh_l0, 2 * d, 3 * d)
+        with torch.autocast("cpu", enabled=False):  # the products' dtype is w's
+            return LSTMSuffix.apply(site, suffix, alive, w, gi)
 
     def site_sequence(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T, 2d): (h, c) after each position, stepped as in eval-mode runs."""

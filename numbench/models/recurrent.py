@@ -60,39 +60,44 @@ class RecurrentRunner:
             return self._run_prefix(ids, pos, edit)
         raise ValueError(f"unknown mode '{mode}'")
 
-    def resume(self, site, h, suffix, select=None, lengths=None):
+    def resume(self, site, h, suffix, select=None, lengths=None, fused=False):
         """Logits (B, 1+S, V) for positions i..i+S (or (K, V) at ``select``), restarting
         from site state h at i."""
         self.check_site(site)
         if lengths is not None and select is not None and hasattr(self, "stepper"):
-            return self._resume_packed(h, suffix, select, lengths)
+            return self._resume_packed(h, suffix, select, lengths, fused)
         outputs, _ = self.scan(suffix, self.state_from_site(h))
         outputs = torch.cat([self.output_from_site(h).unsqueeze(1), outputs], dim=1)
         return self.readout(outputs if select is None else outputs[select])
 
-    def _resume_packed(self, h, suffix, select, lengths):
+    def _resume_packed(self, h, suffix, select, lengths, fused=False):
         """Step the rows still alive at each position (rows sorted by length, longest
-        first); gather the readout inputs at ``select`` in row-major order."""
-        step = self.stepper()
+        first); gather the readout inputs at ``select`` in row-major order. ``fused``:
+        a training step through the model's ``train_suffix`` (see ``models/fused.py``)."""
         ends = torch.bincount(torch.tensor(lengths)).cumsum(0)  # rows ended by each length
         alive = (len(lengths) - ends[:-1]).tolist()  # rows longer than s, s = 0 .. max - 1
         low = torch.is_autocast_enabled("cpu")  # a bf16 training step
         if low:  # bf16 products: oneDNN compiles a kernel per
             # shape, so round row counts up to few shapes (extra rows are never read)
             alive = [min(len(h), -(-n // 32) * 32) for n in alive]
-        outs, cur = [self.output_from_site(h)], h
-        for s in range(1, len(alive)):
-            cur = step(cur[: alive[s]], suffix[: alive[s], s - 1])
-            outs.append(self.output_from_site(cur))
+        fused = fused and torch.is_grad_enabled() and hasattr(self, "train_suffix")
+        if fused:
+            packed, readout = self.train_suffix(h, suffix, alive), self.readout.train_forward
+        else:
+            step, outs, cur = self.stepper(), [self.output_from_site(h)], h
+            for s in range(1, len(alive)):
+                cur = step(cur[: alive[s]], suffix[: alive[s], s - 1])
+                outs.append(self.output_from_site(cur))
+            packed, readout = torch.cat(outs), self.readout
         # start of position s when packed (position 0 holds every row, even one of length 0)
         offsets = torch.tensor([0, len(h)] + alive[1:-1]).cumsum(0)[: len(alive)]
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
         at = offsets[cols] + rows
         if not low:
-            return self.readout(torch.cat(outs).index_select(0, at))
+            return readout(packed.index_select(0, at))
         K = len(at)  # as above: a few shapes, the padding rows dropped after
         at = torch.cat([at, at.new_zeros(-K % 256)])
-        return self.readout(torch.cat(outs).index_select(0, at))[:K]
+        return readout(packed.index_select(0, at))[:K]
 
     def _run_single(self, ids, site, pos, edit):
         B, T = ids.shape

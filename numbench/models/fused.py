@@ -1,0 +1,146 @@
+"""Hand-written training recurrences of the reference GRU and LSTM (``fused`` kernels).
+
+A training step of the DAS engine restarts the recurrence from an edited state and runs
+a packed suffix whose batch shrinks as rows end (``RecurrentRunner._resume_packed``).
+Through autograd, each time step records a dozen nodes and its backward runs twice as
+many small kernels; most of a step is then per-op overhead, not arithmetic. These
+``autograd.Function``s run the same equations without recording a graph and give the
+backward in closed form, a few fused tensor ops a time step.
+
+Two more changes make them faster, and are why they are used in *training steps only*
+(``EngineConfig.train_kernels = "fused"``; validation and scoring always run the model's
+own arithmetic):
+
+* ``tanh(x)`` is computed as ``2·sigmoid(2x) − 1`` (torch's CPU tanh is ~5× slower than
+  its sigmoid). The factor 2 is folded into the weights of the gate it feeds, an exact
+  scaling, so one sigmoid covers every gate.
+* matrix products run in the dtype of the weights handed in (bf16 under the engine's
+  ``train_precision = "bf16"``); states, gates and gradients stay float32.
+
+The gradient agrees with autograd through the model's stepper to float32 rounding
+(``tests/test_fused.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def double_columns(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """``x`` with its last dimension's columns start..stop doubled (exact in any dtype)."""
+    scale = torch.ones(x.shape[-1], dtype=x.dtype)
+    scale[start:stop] = 2
+    return x * scale
+
+
+def product_dtype() -> torch.dtype:
+    """bf16 under a training step's CPU autocast, else float32."""
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+
+
+def _blocks(packed: torch.Tensor, alive: list[int]) -> list[torch.Tensor]:
+    """Split packed rows into position 0 (every row) and the rows alive at 1, 2, ..."""
+    return list(packed.split([len(packed) - sum(alive[1:])] + alive[1:]))
+
+
+def _merge(block: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
+    """``block`` plus ``carried`` on its first rows (the rows that stepped on)."""
+    n = len(carried)
+    if n == len(block):
+        return block + carried
+    out = block.clone()
+    out[:n] += carried
+    return out
+
+
+class GRUSuffix(torch.autograd.Function):
+    """Packed GRU states from h0 (B, d): [h0; the rows alive at 1; at 2; ...].
+
+    ``w`` (d, 3d) and ``b`` (3d,) are W_hhᵀ and b_hh, ``gi`` (V, 3d) the vocabulary's input
+    gates, each with its n-gate columns doubled (see the module's docstring)."""
+
+    @staticmethod
+    def forward(ctx, h0, tokens, alive, w, b, gi):
+        d = h0.shape[1]
+        cur, outs, saved = h0, [h0], []
+        for s in range(1, len(alive)):
+            hp = cur[: alive[s]]
+            gh = torch.addmm(b, hp.to(w.dtype), w).float()
+            pre = gi[tokens[: alive[s], s - 1]]
+            rz = torch.sigmoid(pre[:, : 2 * d].add_(gh[:, : 2 * d]))
+            r, z = rz[:, :d], rz[:, d:]
+            ghn = gh[:, 2 * d :]
+            sn = torch.sigmoid(torch.addcmul(pre[:, 2 * d :], r, ghn))  # n = 2 sn - 1
+            n = sn * 2 - 1
+            cur = torch.lerp(n, hp, z)
+            outs.append(cur)
+            saved.append((hp, rz, ghn, sn, n))
+        ctx.saved, ctx.alive, ctx.w = saved, alive, w
+        return torch.cat(outs)
+
+    @staticmethod
+    def backward(ctx, dout):
+        w, alive = ctx.w, ctx.alive
+        d = w.shape[0]
+        blocks = _blocks(dout, alive)
+        g = blocks[-1]
+        for s in range(len(alive) - 1, 0, -1):
+            hp, rz, ghn, sn, n = ctx.saved[s - 1]
+            r, z = rz[:, :d], rz[:, d:]
+            gz = g * z  # h = n + z (hp - n)
+            da = (g - gz) * (sn * (1 - sn) * 2)  # through n = 2 sigmoid(a) - 1
+            drz = torch.cat([da * ghn, g * (hp - n)], 1) * (rz * (1 - rz))
+            dgh = torch.cat([drz, da * r], 1)
+            g = _merge(blocks[s - 1], gz + (dgh.to(w.dtype) @ w.T).float())
+        ctx.saved = None
+        return g, None, None, None, None, None
+
+
+class LSTMSuffix(torch.autograd.Function):
+    """Packed LSTM outputs h from the site (h0, c0) (B, 2d): [h0; h at 1; ...].
+
+    ``w`` (d, 4d) is W_hhᵀ and ``gi`` (V, 4d) the vocabulary's input gates with both biases,
+    each with its g-gate columns doubled (see the module's docstring)."""
+
+    @staticmethod
+    def forward(ctx, site0, tokens, alive, w, gi):
+        d = w.shape[0]
+        h, c = site0[:, :d], site0[:, d:]
+        outs, saved = [h], []
+        for s in range(1, len(alive)):
+            n = alive[s]
+            hp, cp = h[:n], c[:n]
+            pre = gi[tokens[:n, s - 1]].add_(hp.to(w.dtype) @ w)
+            gates = torch.sigmoid(pre)  # i, f, sg, o; tanh(g) = 2 sg - 1
+            i, f, sg, o = gates.chunk(4, dim=1)
+            tg = sg * 2 - 1
+            c = torch.addcmul(f * cp, i, tg)
+            sc = torch.sigmoid(c * 2)
+            tc = sc * 2 - 1
+            h = o * tc
+            outs.append(h)
+            saved.append((cp, gates, tg, tc))
+        ctx.saved, ctx.alive, ctx.w = saved, alive, w
+        return torch.cat(outs)
+
+    @staticmethod
+    def backward(ctx, dout):
+        w, alive = ctx.w, ctx.alive
+        d = w.shape[0]
+        blocks = _blocks(dout, alive)
+        gh, gc = blocks[-1], None
+        for s in range(len(alive) - 1, 0, -1):
+            cp, gates, tg, tc = ctx.saved[s - 1]
+            i, f, sg, o = gates.chunk(4, dim=1)
+            dc = gh * o * (1 - tc * tc)
+            if gc is not None:
+                dc = dc + gc
+            dpre = torch.cat([dc * tg, dc * cp, dc * i * 2, gh * tc], 1) * (gates * (1 - gates))
+            gc = dc * f
+            gh = _merge(blocks[s - 1], (dpre.to(w.dtype) @ w.T).float())
+            if len(gc) < len(gh):
+                gc = torch.cat([gc, gc.new_zeros(len(gh) - len(gc), d)])
+        ctx.saved = None
+        if gc is None:
+            gc = torch.zeros_like(gh)
+        return torch.cat([gh, gc], 1), None, None, None, None
