@@ -19,7 +19,6 @@ valid IIA is kept; its test IIA is reported.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .alignments import Alignment, make_alignment
+from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable
 from .das_prepare import Preparer, Split
@@ -65,8 +64,7 @@ class EngineConfig:
     # ~3x faster products where the CPU has bf16 dot products) or "fp32". Validation and
     # scoring always run in float32, so every reported IIA is exact model arithmetic.
     train_precision: str = "bf16"
-    # threads that run a step's chunks of fits side by side (each op on one core); the
-    # chunks split the active fits evenly, so the cores stay busy until the last fit stops
+    # processes that train a run's fits side by side, one core each (das_workers.py)
     workers: int = 2
     # a training step's restarted recurrence: "fused" runs the model's hand-written
     # forward and backward where it has one (models/fused.py), "autograd" autograd
@@ -155,7 +153,6 @@ class Engine:
         self.fast = (mode == "single" and isinstance(model, Resumable)
                      and site in model.state_sites)
         self._prepared = Preparer(model, site, mode, self.fast)
-        self._pool: ThreadPoolExecutor | None = None
 
     def prepare(self, pairs: PairTensors) -> Split:
         return self._prepared.prepare(pairs)
@@ -260,29 +257,20 @@ class Engine:
         return logits, targets, (local // g) * n + group[local % g]
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
-        """At most ``fits_per_forward`` fits a forward, and at least one chunk a worker,
-        in chunks of equal size (10 fits go 5 + 5, not 8 + 2: a small chunk pays the
-        recurrence's per-step overhead alone)."""
+        """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go
+        5 + 5, not 8 + 2: a small chunk pays the recurrence's per-step overhead alone)."""
         if not fits:
             return []
-        workers = min(self.config.workers, len(fits))
         n_chunks = -(-len(fits) // max(1, self.config.fits_per_forward))
-        n_chunks = -(-n_chunks // workers) * workers  # a multiple of the workers: balanced
         size = -(-len(fits) // n_chunks)
         return [fits[s : s + size] for s in range(0, len(fits), size)]
 
-    def _map(self, fn, chunks: list) -> list:
-        """``fn`` over chunks, on the worker threads when there is more than one chunk."""
-        if self._pool is None or len(chunks) < 2:
-            return [fn(c) for c in chunks]
-        return list(self._pool.map(fn, chunks))
-
     def _score(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean loss (A,) and correctness (A, N) of every fit on ``split``."""
-        parts = self._map(lambda chunk: self._score_chunk(chunk, split), self._chunks(fits))
+        parts = [self._score_chunk(chunk, split) for chunk in self._chunks(fits)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    @torch.no_grad()  # grad mode is per thread: set here, where each worker runs
+    @torch.no_grad()
     def _score_chunk(self, fits: list[_Fit], split: str) -> tuple[np.ndarray, np.ndarray]:
         N = len(fits[0].splits[split].pos)
         losses, correct = [], []
@@ -301,20 +289,29 @@ class Engine:
         Results come in the order of ``specs``.
 
         ``on_step(step, active_fits, best_valid_iia_so_far)`` is called every validation.
-        With ``workers`` > 1 the run holds torch to one thread an op (restored after).
+        With ``workers`` > 1 and more than one fit to train, the fits are split across that
+        many worker processes (``das_workers``); each fit trains exactly as it would here.
         """
-        threads = torch.get_num_threads()
-        if self.config.workers > 1:
-            torch.set_num_threads(1)
-        self._pool = (ThreadPoolExecutor(self.config.workers, initializer=torch.set_num_threads,
-                                         initargs=(1,)) if self.config.workers > 1 else None)
-        try:
+        release_free_memory()  # what earlier stages freed, before training adds its own
+        trainable = [i for i, s in enumerate(specs)
+                     if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
+        n_parts = min(self.config.workers, len(trainable))
+        if n_parts < 2:
             return self._run(specs, seed, on_step)
-        finally:
-            if self._pool:
-                self._pool.shutdown()
-            self._pool = None
-            torch.set_num_threads(threads)
+        from .das_workers import deal, run_parts
+
+        parts: list[list[int]] = [[] for _ in range(n_parts)]
+        fixed = [i for i in range(len(specs)) if i not in set(trainable)]
+        for i, part in zip(trainable, deal(len(trainable), n_parts)):
+            parts[part].append(i)
+        for i, part in zip(fixed, deal(len(fixed), n_parts)):
+            parts[part].append(i)
+        parts = [sorted(p) for p in parts]
+        results = run_parts(self.model, self.site, self.mode, self.config,
+                            [[specs[i] for i in p] for p in parts], seed, on_step,
+                            lambda part, report: self._run(part, seed, report))
+        by_index = {i: r for p, rs in zip(parts, results) for i, r in zip(p, rs)}
+        return [by_index[i] for i in range(len(specs))]
 
     def _train_chunk(self, fits: list[_Fit], idx: torch.Tensor) -> None:
         """Forward and backward of one chunk (each fit's loss is its own: exact)."""
@@ -350,7 +347,8 @@ class Engine:
             cursor += cfg.batch_size
             active = [f for f in trainable if f.active]
             opt.zero_grad(set_to_none=True)
-            self._map(lambda chunk: self._train_chunk(chunk, idx), self._chunks(active))
+            for chunk in self._chunks(active):
+                self._train_chunk(chunk, idx)
             opt.step()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 self._validate(active, step)

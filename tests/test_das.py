@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
+from numbench.das_workers import deal
 from numbench.gate import identity_logit_diff
 from numbench.pairs import make_pairs
 from numbench.training import TrainConfig, train
@@ -215,20 +216,26 @@ def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(smal
     assert torch.equal(a[0].state["weight"], b[0].state["weight"]) and a[0].valid_loss == b[0].valid_loss
 
 
-def test_worker_threads_change_the_speed_not_the_numbers(small_gru, multi):
-    """Chunks of fits on two threads train each fit exactly as one thread does: a fit's
+def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi):
+    """Fits split across two worker processes train exactly as in one process: a fit's
     rows never mix with another's, and every fit sees the same batches."""
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
     specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
                      FitSpec("b", "linear", 4, *other, seed=2),
+                     FitSpec("f", "full", 32, tr, va, te),
                      FitSpec("c", "orthogonal", 2, *other, seed=3)]
-    one, two = (Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(40), workers=w))
-                .run(specs()) for w in (1, 2))
+    seen = []
+    engine = lambda w: Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(40), workers=w))
+    one = engine(1).run(specs())
+    two = engine(2).run(specs(), on_step=lambda *a: seen.append(a))
+    assert [r.key for r in two] == ["a", "b", "f", "c"]
     for x, y in zip(one, two):
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
-    engine = Engine(small_gru, "hidden", config=EngineConfig(workers=2, fits_per_forward=8))
-    fits = list(range(3))  # stand-ins: chunking looks at nothing but the list
-    assert [len(c) for c in engine._chunks(fits)] == [2, 1]  # a chunk for each worker
-    assert [len(c) for c in engine._chunks(fits[:1])] == [1]
+    assert max(step for step, _, _ in seen) == 40  # progress from the processes too
+    assert all(0 <= active <= 3 for _, active, _ in seen)
+    # parts are dealt in snake order, so a repeating pattern of kinds splits evenly
+    assert deal(8, 2) == [0, 1, 1, 0, 0, 1, 1, 0] and deal(5, 3) == [0, 1, 2, 2, 1]
+    engine = Engine(small_gru, "hidden", config=EngineConfig(fits_per_forward=8))
+    assert [len(c) for c in engine._chunks(list(range(10)))] == [5, 5]  # equal chunks

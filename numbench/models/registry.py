@@ -21,6 +21,7 @@ from .contract import NumbenchModel
 
 _ARCHITECTURES: dict[str, type[NumbenchModel]] = {}
 _entry_points_loaded = False
+_plugin_paths: list[str] = []  # architecture modules loaded by path, for worker processes
 
 
 def register_architecture(cls: type[NumbenchModel]) -> type[NumbenchModel]:
@@ -64,7 +65,14 @@ def load_arch_module(path: str | Path) -> list[str]:
     if not added and not any(getattr(c, "__module__", "") == name for c in _ARCHITECTURES.values()):
         raise NumbenchError("registers no architecture (decorate a NumbenchModel subclass "
                             "with @register_architecture)", path=path)
+    if str(path.resolve()) not in _plugin_paths:
+        _plugin_paths.append(str(path.resolve()))
     return added
+
+
+def plugin_paths() -> list[str]:
+    """The architecture modules loaded by path so far (absolute), in loading order."""
+    return list(_plugin_paths)
 
 
 def architectures() -> dict[str, type[NumbenchModel]]:
