@@ -19,6 +19,7 @@ valid IIA is kept; its test IIA is reported.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -289,17 +290,21 @@ class Engine:
         Results come in the order of ``specs``.
 
         ``on_step(step, active_fits, best_valid_iia_so_far)`` is called every validation.
-        With ``workers`` > 1 and more than one fit to train, the fits are split across that
-        many worker processes (``das_workers``); each fit trains exactly as it would here.
+        With ``workers`` > 1 and more than one fit to train, the fits are split into parts
+        that this process and ``workers`` − 1 worker processes train side by side
+        (``das_workers``); each fit trains exactly as it would alone.
         """
         release_free_memory()  # what earlier stages freed, before training adds its own
         trainable = [i for i, s in enumerate(specs)
                      if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
-        n_parts = min(self.config.workers, len(trainable))
-        if n_parts < 2:
+        workers = min(self.config.workers, len(trainable))
+        if workers < 2:
             return self._run(specs, seed, on_step)
         from .das_workers import deal, run_parts
 
+        # parts of at most fits_per_forward fits, a multiple of the workers in number
+        n_parts = -(-len(trainable) // max(1, self.config.fits_per_forward))
+        n_parts = min(len(trainable), -(-n_parts // workers) * workers)
         parts: list[list[int]] = [[] for _ in range(n_parts)]
         fixed = [i for i in range(len(specs)) if i not in set(trainable)]
         for i, part in zip(trainable, deal(len(trainable), n_parts)):
@@ -307,7 +312,8 @@ class Engine:
         for i, part in zip(fixed, deal(len(fixed), n_parts)):
             parts[part].append(i)
         parts = [sorted(p) for p in parts]
-        results = run_parts(self.model, self.site, self.mode, self.config,
+        results = run_parts(self.model, self.site, self.mode,
+                            dataclasses.replace(self.config, workers=workers),
                             [[specs[i] for i in p] for p in parts], seed, on_step,
                             lambda part, report: self._run(part, seed, report))
         by_index = {i: r for p, rs in zip(parts, results) for i, r in zip(p, rs)}

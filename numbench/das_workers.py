@@ -4,15 +4,17 @@ The engine's fits are independent: each has its own parameters and loss, and eve
 of a run sees the same sequence of batches. So a run can be split into parts that train
 in separate processes, each exactly as it would beside the others. Processes, not
 threads: a training step is hundreds of small ops, and Python's lock held two threads to
-~1.45x of one on two cores, where two processes reach ~1.9x.
+~1.45x of one on two cores, where two processes reach ~1.85x.
 
-The first part trains in the calling process, the others in worker processes (one fewer
-than ``workers``): a process less holds a copy of torch and the pair sets.
+The calling process trains parts too, beside ``workers`` − 1 worker processes: one process
+less holds a copy of torch and of the pair sets. A run has a multiple of ``workers`` parts
+of at most ``fits_per_forward`` fits, and each process takes the next part when it is free,
+so a part whose fits stop early does not leave a core idle while another part runs on.
 
-A part is dealt its fits in snake order (0, 1, 1, 0, 0, 1, ...), so a run whose fits come
-in a repeating pattern — evaluate's orthogonal, its permuted control, linear, its control
-— gives each part a share of every kind. The parts run side by side to their own end,
-never waiting for each other.
+Fits are dealt to parts in snake order (0, 1, .., p−1, p−1, .., 1, 0, 0, 1, ...), so a run
+whose fits come in a repeating pattern — evaluate's orthogonal, its permuted control,
+linear, its control — gives each part a share of every kind. The parts run side by side
+to their own end, never waiting for each other.
 
 Children are started with ``spawn`` (forking after OpenMP has run is unsafe) and kept for
 the life of the process, so their start-up (~2 s) is paid once. The model travels as its
@@ -29,7 +31,9 @@ import importlib
 import multiprocessing
 import queue
 import sys
-from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Callable
 
@@ -54,7 +58,7 @@ def deal(n: int, parts: int) -> list[int]:
 
 def _start(workers: int):
     global _pool
-    if _pool is not None and _pool[0] == workers:
+    if _pool is not None and _pool[0] == workers and not getattr(_pool[1], "_broken", False):
         return _pool
     shutdown()
     ctx = multiprocessing.get_context("spawn")
@@ -161,9 +165,10 @@ def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
               on_step: Callable[[int, int, float], None] | None,
               run_here: Callable[[list[FitSpec], Callable | None], list[FitResult]]
               ) -> list[list[FitResult]]:
-    """Each part's results: ``parts[0]`` trained here by ``run_here(specs, on_step)`` on
-    one core, the others in worker processes meanwhile. ``on_step`` sees the furthest
-    step of any part, the active fits of all, and the best valid IIA so far."""
+    """Each part's results. ``workers`` run the parts as they come free, in order: this
+    process by ``run_here(specs, on_step)`` on one core, the others in worker processes
+    meanwhile. ``on_step`` sees the furthest step of any part, the active fits of all,
+    and the best valid IIA so far."""
     global _runs
     from .models.registry import plugin_paths
 
@@ -172,10 +177,32 @@ def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
     _, executor, progress = _start(config.workers - 1)
     payload, plugins = _payload(model), plugin_paths()
     modules = _modules(model, [s for part in parts for s in part])
-    futures = {p: executor.submit(_run_part, run_id, p, payload, plugins, modules, site, mode,
-                                  config, _pack_specs(specs), seed, on_step is not None)
-               for p, specs in enumerate(parts) if p > 0}
-    status = {p: (0, len(specs), 0.0) for p, specs in enumerate(parts)}
+    from .alignments import ALIGNMENTS
+
+    trainable = lambda specs: sum(ALIGNMENTS[s.alignment].trainable for s in specs)
+    status = {p: (0, trainable(specs), 0.0) for p, specs in enumerate(parts)}
+    todo, lock = list(range(len(parts))), threading.Lock()
+    futures: dict[int, Future] = {}
+    results: dict[int, list[FitResult]] = {}
+    failed: list[BaseException] = []
+
+    def take() -> int | None:
+        with lock:
+            return todo.pop(0) if todo else None
+
+    def feed(_=None) -> None:  # a worker process is free: give it the next part
+        p = take()
+        if p is None:
+            return
+        try:
+            f = executor.submit(_run_part, run_id, p, payload, plugins, modules, site, mode,
+                                config, _pack_specs(parts[p]), seed, on_step is not None)
+        except BaseException as e:  # a broken pool: the parent raises it below
+            failed.append(e)
+            return
+        with lock:
+            futures[p] = f
+        f.add_done_callback(feed)
 
     def report() -> None:
         while True:
@@ -185,7 +212,9 @@ def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
                 break
             if rid == run_id:
                 status[part] = (step, active, best)
-        for p, f in futures.items():  # a finished part has no fit left to train
+        with lock:
+            current = list(futures.items())
+        for p, f in current:  # a finished part has no fit left to train
             if f.done():
                 f.result()  # a child's error is raised here, in the parent
                 status[p] = (status[p][0], 0, status[p][2])
@@ -193,20 +222,31 @@ def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
             on_step(max(s[0] for s in status.values()), sum(s[1] for s in status.values()),
                     max(s[2] for s in status.values()))
 
-    def here(step: int, active: int, best: float) -> None:
-        status[0] = (step, active, best)
-        report()
-
+    for _ in range(config.workers - 1):
+        feed()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core here, the others for the workers
     try:
-        results = {0: run_here(parts[0], here)}
+        while (p := take()) is not None:
+            def here(step: int, active: int, best: float, p=p) -> None:
+                status[p] = (step, active, best)
+                report()
+
+            results[p] = run_here(parts[p], here)
+            status[p] = (status[p][0], 0, status[p][2])
     finally:
         torch.set_num_threads(threads)
-    status[0] = (status[0][0], 0, status[0][2])
-    pending = set(futures.values())
-    while pending:
-        _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+    while len(results) < len(parts):
+        if failed:
+            raise failed[0]
+        with lock:
+            running = {p: f for p, f in futures.items() if p not in results}
+        if not running:  # a part between a worker's callback and its submission
+            time.sleep(0.05)
+            continue
+        wait(list(running.values()), timeout=0.5, return_when=FIRST_COMPLETED)
         report()
-    results |= {p: _state_arrays(f.result(), torch.from_numpy) for p, f in futures.items()}
+        for p, f in running.items():
+            if f.done():
+                results[p] = _state_arrays(f.result(), torch.from_numpy)
     return [results[p] for p in range(len(parts))]

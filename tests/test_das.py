@@ -217,8 +217,9 @@ def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(smal
 
 
 def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi):
-    """Fits split across two worker processes train exactly as in one process: a fit's
-    rows never mix with another's, and every fit sees the same batches."""
+    """Fits split into parts across this process and a worker process train exactly as
+    in one forward: a fit's rows never mix with another's, and every fit sees the same
+    batches."""
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
     specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
@@ -226,9 +227,10 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi):
                      FitSpec("f", "full", 32, tr, va, te),
                      FitSpec("c", "orthogonal", 2, *other, seed=3)]
     seen = []
-    engine = lambda w: Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(40), workers=w))
-    one = engine(1).run(specs())
-    two = engine(2).run(specs(), on_step=lambda *a: seen.append(a))
+    engine = lambda w, n: Engine(small_gru, "hidden", config=dataclasses.replace(
+        no_stop(40), workers=w, fits_per_forward=n))
+    one = engine(1, 8).run(specs())  # one forward for all three
+    two = engine(2, 1).run(specs(), on_step=lambda *a: seen.append(a))  # three parts, two workers
     assert [r.key for r in two] == ["a", "b", "f", "c"]
     for x, y in zip(one, two):
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
