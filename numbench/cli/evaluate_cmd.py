@@ -52,7 +52,8 @@ def result_table(doc: dict) -> Table:
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
 @click.option("--workers", type=click.IntRange(min=1), default=EngineConfig().workers,
               show_default=True,
-              help="Threads that train chunks of fits side by side (speed only; recorded).")
+              help="Processes that train parts of the fits side by side, one core each "
+                   "(this one and N-1 workers; speed only; recorded).")
 @arch_module_option
 @json_option
 def command(model_file, task_name, seed, quick, sweep, out, resume, workers, as_json) -> None:
