@@ -120,7 +120,8 @@ def main() -> None:
     print(f"final test IIA of the last {args.steps + 10}-step engine run: "
           + ", ".join(f"{r.key} {r.test_iia:.3f}" for r in res))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory {peak:.0f} MB")
+    print(f"peak memory of this process {peak:.0f} MB (its worker process not counted; "
+          "benchmarks/evaluate_wall.py sums them)")
 
 
 if __name__ == "__main__":
