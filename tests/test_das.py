@@ -241,3 +241,20 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi):
     assert deal(8, 2) == [0, 1, 1, 0, 0, 1, 1, 0] and deal(5, 3) == [0, 1, 2, 2, 1]
     engine = Engine(small_gru, "hidden", config=EngineConfig(fits_per_forward=8))
     assert [len(c) for c in engine._chunks(list(range(10)))] == [5, 5]  # equal chunks
+
+
+def test_a_plugin_architecture_trains_in_a_worker_process(multi):
+    """An ``--arch-module`` architecture is loaded again in the worker process, and its
+    fits train there as they do here (float32: equal up to how rows share a product)."""
+    from models_helpers import tiny
+
+    rnn = tiny("rnn", multi)
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    specs = lambda: [FitSpec("a", "orthogonal", 2, tr, va, te, seed=1),
+                     FitSpec("b", "linear", 2, tr, va, te, seed=2)]
+    run = lambda w: Engine(rnn, "hidden", config=dataclasses.replace(no_stop(20), workers=w)).run(specs())
+    one, two = run(1), run(2)
+    for x, y in zip(one, two):
+        assert x.steps == y.steps == 20
+        assert x.valid_loss == pytest.approx(y.valid_loss, abs=1e-4)
+        assert all(torch.allclose(x.state[k], y.state[k], atol=1e-4) for k in x.state)
