@@ -300,18 +300,9 @@ class Engine:
         workers = min(self.config.workers, len(trainable))
         if workers < 2:
             return self._run(specs, seed, on_step)
-        from .das_workers import deal, run_parts
+        from .das_workers import run_parts, split_parts
 
-        # parts of at most fits_per_forward fits, a multiple of the workers in number
-        n_parts = -(-len(trainable) // max(1, self.config.fits_per_forward))
-        n_parts = min(len(trainable), -(-n_parts // workers) * workers)
-        parts: list[list[int]] = [[] for _ in range(n_parts)]
-        fixed = [i for i in range(len(specs)) if i not in set(trainable)]
-        for i, part in zip(trainable, deal(len(trainable), n_parts)):
-            parts[part].append(i)
-        for i, part in zip(fixed, deal(len(fixed), n_parts)):
-            parts[part].append(i)
-        parts = [sorted(p) for p in parts]
+        parts = split_parts(len(specs), trainable, workers, self.config.fits_per_forward)
         results = run_parts(self.model, self.site, self.mode,
                             dataclasses.replace(self.config, workers=workers),
                             [[specs[i] for i in p] for p in parts], seed, on_step,

@@ -56,6 +56,20 @@ def deal(n: int, parts: int) -> list[int]:
     return out
 
 
+def split_parts(n: int, trainable: list[int], workers: int, per_part: int) -> list[list[int]]:
+    """Indices 0..n-1 in parts: a multiple of ``workers`` parts of at most ``per_part``
+    trainable fits each, dealt in snake order; the untrained fits dealt the same way."""
+    n_parts = -(-len(trainable) // max(1, per_part))
+    n_parts = min(len(trainable), -(-n_parts // workers) * workers)
+    parts: list[list[int]] = [[] for _ in range(n_parts)]
+    chosen = set(trainable)
+    fixed = [i for i in range(n) if i not in chosen]
+    for group in (trainable, fixed):
+        for i, part in zip(group, deal(len(group), n_parts)):
+            parts[part].append(i)
+    return [sorted(p) for p in parts]
+
+
 def _start(workers: int):
     global _pool
     if _pool is not None and _pool[0] == workers and not getattr(_pool[1], "_broken", False):

@@ -43,6 +43,12 @@ def _blocks(packed: torch.Tensor, alive: list[int]) -> list[torch.Tensor]:
     return list(packed.split([len(packed) - sum(alive[1:])] + alive[1:]))
 
 
+def _unpack(ctx, dout: torch.Tensor):
+    """A backward's inputs: W_hhᵀ, d, dout's blocks, the saved tensors (released)."""
+    w, saved, ctx.saved = ctx.w, ctx.saved, None
+    return w, w.shape[0], _blocks(dout, ctx.alive), saved
+
+
 def _merge(block: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
     """``block`` plus ``carried`` on its first rows (the rows that stepped on)."""
     n = len(carried)
@@ -80,19 +86,16 @@ class GRUSuffix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout):
-        w, alive = ctx.w, ctx.alive
-        d = w.shape[0]
-        blocks = _blocks(dout, alive)
+        w, d, blocks, saved = _unpack(ctx, dout)
         g = blocks[-1]
-        for s in range(len(alive) - 1, 0, -1):
-            hp, rz, ghn, sn, n = ctx.saved[s - 1]
+        for s in range(len(blocks) - 1, 0, -1):
+            hp, rz, ghn, sn, n = saved[s - 1]
             r, z = rz[:, :d], rz[:, d:]
             gz = g * z  # h = n + z (hp - n)
             da = (g - gz) * (sn * (1 - sn) * 2)  # through n = 2 sigmoid(a) - 1
             drz = torch.cat([da * ghn, g * (hp - n)], 1) * (rz * (1 - rz))
             dgh = torch.cat([drz, da * r], 1)
             g = _merge(blocks[s - 1], gz + (dgh.to(w.dtype) @ w.T).float())
-        ctx.saved = None
         return g, None, None, None, None, None
 
 
@@ -125,12 +128,10 @@ class LSTMSuffix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout):
-        w, alive = ctx.w, ctx.alive
-        d = w.shape[0]
-        blocks = _blocks(dout, alive)
+        w, d, blocks, saved = _unpack(ctx, dout)
         gh, gc = blocks[-1], None
-        for s in range(len(alive) - 1, 0, -1):
-            cp, gates, tg, tc = ctx.saved[s - 1]
+        for s in range(len(blocks) - 1, 0, -1):
+            cp, gates, tg, tc = saved[s - 1]
             i, f, sg, o = gates.chunk(4, dim=1)
             dc = gh * o * (1 - tc * tc)
             if gc is not None:
@@ -140,7 +141,6 @@ class LSTMSuffix(torch.autograd.Function):
             gh = _merge(blocks[s - 1], (dpre.to(w.dtype) @ w.T).float())
             if len(gc) < len(gh):
                 gc = torch.cat([gc, gc.new_zeros(len(gh) - len(gc), d)])
-        ctx.saved = None
         if gc is None:
             gc = torch.zeros_like(gh)
         return torch.cat([gh, gc], 1), None, None, None, None
