@@ -20,7 +20,7 @@ valid IIA is kept; its test IIA is reported.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+
 from typing import Callable
 
 import numpy as np
@@ -31,90 +31,11 @@ from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable
 from .das_prepare import Preparer, Split
+from .das_types import (SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS, EngineConfig,
+                        FitResult, FitSpec, PairTensors)
 
-
-@dataclass(frozen=True)
-class PairTensors:
-    """A pair set as tensors. ``cf_scored`` marks input positions whose next token counts."""
-
-    base_ids: torch.Tensor  # (N, Tb) base tokens (cf_ids[:, :i+1] == base_ids[:, :i+1])
-    cf_ids: torch.Tensor  # (N, T) counterfactual tokens
-    cf_scored: torch.Tensor  # (N, T) bool
-    base_pos: torch.Tensor  # (N,) position i
-    src_ids: torch.Tensor  # (N, Ts) source tokens
-    src_pos: torch.Tensor  # (N,) position j
-
-    def __len__(self) -> int:
-        return len(self.base_pos)
-
-
-@dataclass
-class EngineConfig:
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_steps: int = 20_000
-    eval_every: int = 100
-    stop_iia: float = 0.995
-    patience: int = 10  # validations without a min_delta loss improvement
-    min_delta: float = 1e-3
-    fail_after: int = 1500
-    fail_iia: float = 0.1
-    eval_chunk: int = 250  # pairs per fit per no-grad forward
-    fits_per_forward: int = 8  # ~1,000 rows a forward keeps a d=128 recurrence in cache
-    # matrix products of a training step's restarted recurrence: "bf16" (CPU autocast;
-    # ~3x faster products where the CPU has bf16 dot products) or "fp32". Validation and
-    # scoring always run in float32, so every reported IIA is exact model arithmetic.
-    train_precision: str = "bf16"
-    # processes that train a run's fits side by side, one core each (das_workers.py)
-    workers: int = 2
-    # a training step's restarted recurrence: "fused" runs the model's hand-written
-    # forward and backward where it has one (models/fused.py), "autograd" autograd
-    # through its stepper; both train the same alignment, the fused one ~1.5-2x faster
-    train_kernels: str = "fused"
-
-    def __post_init__(self):
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, not {self.workers}")
-        if self.train_precision not in TRAIN_PRECISIONS:
-            raise ValueError(f"train_precision must be one of {', '.join(TRAIN_PRECISIONS)}, "
-                             f"not '{self.train_precision}'")
-        if self.train_kernels not in TRAIN_KERNELS:
-            raise ValueError(f"train_kernels must be one of {', '.join(TRAIN_KERNELS)}, "
-                             f"not '{self.train_kernels}'")
-
-
-TRAIN_PRECISIONS = ("bf16", "fp32")
-TRAIN_KERNELS = ("fused", "autograd")
-# engine settings that change only speed (and, for train_precision and train_kernels, a
-# training step's rounding — shown to leave IIA unchanged within the protocol's ±0.02);
-# never the budget
-SPEED_ONLY = ("eval_chunk", "fits_per_forward", "train_precision", "workers", "train_kernels")
-
-
-@dataclass
-class FitSpec:
-    key: str
-    alignment: str
-    k: int
-    train: PairTensors
-    valid: PairTensors
-    test: PairTensors
-    seed: int = 0
-
-
-@dataclass
-class FitResult:
-    key: str
-    alignment: str
-    k: int
-    valid_iia: float
-    test_iia: float
-    valid_loss: float
-    steps: int
-    best_step: int
-    stop_reason: str
-    test_correct: np.ndarray = field(repr=False)  # (N_test,) bool per pair
-    state: dict = field(repr=False, default_factory=dict)  # best alignment slice
+__all__ = ["Engine", "train_together", "EngineConfig", "FitResult", "FitSpec", "PairTensors", "SCHEDULES",
+           "SPEED_ONLY", "TRAIN_KERNELS", "TRAIN_PRECISIONS"]
 
 
 class _Fit:
@@ -126,18 +47,63 @@ class _Fit:
         self.best_state = module.slice_state(slot)
         self.loss_best, self.since_loss_best = float("inf"), 0
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
+        self.t = 0  # steps trained (continuous schedule: each fit counts its own)
 
 
 def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
-    """Pairs ``idx`` in up to ``groups`` groups of similar length, as (positions in idx,
-    width): a pair's length is one past its last scored place or its interchange, whichever
-    is later, in the longest of the fits' counterfactuals. Forwards then skip the padding
-    of short rows, which is most of the work on tasks whose sequences vary in length."""
-    need = torch.stack([torch.maximum((dat.scored[idx] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
-                                      dat.pos[idx] + 1) for dat in data]).amax(0)
+    """Batch places of ``idx`` (A, n) — fit a's pair ``idx[a, r]`` at place r — in up to
+    ``groups`` groups of similar length, as (places, width): a pair's length is one past
+    its last scored place or its interchange, whichever is later, and a place's the longest
+    of its fits' pairs. Forwards then skip the padding of short rows, which is most of the
+    work on tasks whose sequences vary in length."""
+    need = torch.stack([torch.maximum((dat.scored[i] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
+                                      dat.pos[i] + 1) for dat, i in zip(data, idx)]).amax(0)
     order = torch.argsort(need, stable=True)
-    return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, len(idx)))
+    return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, idx.shape[1]))
             if len(g)]
+
+
+def _trainable(specs: list[FitSpec]) -> list[int]:
+    return [i for i, s in enumerate(specs) if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
+
+
+def train_together(runs: list[tuple["Engine", list[FitSpec]]], *, seed: int = 0,
+                   on_step: Callable[[int, int, float], None] | None = None
+                   ) -> list[list[FitResult]]:
+    """Several engines' fits (other models, sites or modes) at once: each run's results, as
+    ``Engine.run`` gives them. On the continuous schedule every trainable fit joins one
+    stream (``das_stream``), so a process with room takes the next waiting fit of any run
+    and no run waits for the last fit of another; otherwise the runs go one by one.
+    The engines must share their settings."""
+    if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
+        return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
+    from .das_stream import run_stream
+
+    release_free_memory()  # what earlier stages freed, before training adds its own
+    done: list[dict[int, FitResult]] = []
+    jobs: list[tuple[int, int]] = []  # (run, spec) of each fit to train
+    for r, (engine, specs) in enumerate(runs):
+        trainable = _trainable(specs)
+        fixed = [i for i in range(len(specs)) if i not in set(trainable)]
+        done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None) if fixed else [])))
+        jobs += [(r, i) for i in trainable]
+    streamed = [(runs[r][0], runs[r][1][i]) for r, i in jobs]
+    config = runs[0][0].config
+    workers = min(config.workers, len(jobs))
+    if not jobs:
+        trained = {}
+    elif workers < 2:
+        waiting = list(range(len(jobs)))
+        trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]], seed, on_step)
+    else:
+        from .das_workers import run_streams
+
+        trained = run_streams(streamed, dataclasses.replace(config, workers=workers), seed, on_step,
+                              lambda claim, report: run_stream(streamed, claim, seed, report))
+    for j, result in trained.items():
+        r, i = jobs[j]
+        done[r][i] = result
+    return [[d[i] for i in range(len(specs))] for d, (_, specs) in zip(done, runs)]
 
 
 class Engine:
@@ -195,8 +161,11 @@ class Engine:
         return edit
 
     def _forward(self, fits: list[_Fit], split: str, idx: torch.Tensor):
-        """Per-fit mean loss (A,) and per-pair correctness (A, n) for pairs ``idx``."""
-        n, A = len(idx), len(fits)
+        """Per-fit mean loss (A,) and per-pair correctness (A, n) for pairs ``idx``: (n,)
+        the same pairs for every fit, or (A, n) fit a's own ``idx[a]``."""
+        A = len(fits)
+        idx = idx.expand(A, -1) if idx.dim() == 1 else idx
+        n = idx.shape[1]
         data = [f.splits[split] for f in fits]
         if self.fast:
             logits, targets, row = self._resumed(fits, data, idx)
@@ -211,25 +180,26 @@ class Engine:
         wrong = torch.bincount(row[logits.argmax(-1) != targets], minlength=A * n)
         correct = (wrong == 0).view(A, n)
         if self.fast:  # add the positions before i, as the plain run scores them
-            total = total + torch.stack([dat.prefix_ce[idx].sum() for dat in data])
-            count = count + torch.stack([dat.prefix_n[idx].sum() for dat in data]).float()
-            correct = correct & torch.stack([dat.prefix_ok[idx] for dat in data])
+            total = total + torch.stack([dat.prefix_ce[i].sum() for dat, i in zip(data, idx)])
+            count = count + torch.stack([dat.prefix_n[i].sum() for dat, i in zip(data, idx)]).float()
+            correct = correct & torch.stack([dat.prefix_ok[i] for dat, i in zip(data, idx)])
         return total / count.clamp(min=1), correct
 
     def _resumed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
         """Fast path: edit the cached state at i, run the cached suffixes only."""
-        n, A = len(idx), len(fits)
-        edit = self._edit(fits, [dat.h_src[idx] for dat in data], n)
-        h = torch.cat([dat.h_base[idx] for dat in data])  # (A n, d)
-        new = edit(h, torch.arange(A * n), torch.cat([dat.pos[idx] for dat in data]))
+        A, n = idx.shape
+        rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, idx)]
+        edit = self._edit(fits, rows("h_src"), n)
+        h = torch.cat(rows("h_base"))  # (A n, d)
+        new = edit(h, torch.arange(A * n), torch.cat(rows("pos")))
         W = max(dat.targets.shape[1] for dat in data)
-        pad = lambda x, v: F.pad(x, (0, W - x.shape[1]), value=v)
-        select = torch.cat([pad(dat.scored[idx], False) for dat in data])
-        suffix = torch.cat([pad(dat.ids[idx], 0) for dat in data])[:, : W - 1]
+        pad = lambda xs, v: torch.cat([F.pad(x, (0, W - x.shape[1]), value=v) for x in xs])
+        select = pad(rows("scored"), False)
+        suffix = pad(rows("ids"), 0)[:, : W - 1]
         # longest rows first, so the recurrence can drop rows as they end
         lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
         perm = torch.argsort(lengths, descending=True, stable=True)
-        select, targets = select[perm], torch.cat([pad(dat.targets[idx], 0) for dat in data])[perm]
+        select, targets = select[perm], pad(rows("targets"), 0)[perm]
         # a training step may run the restarted recurrence's products in bf16 (the state
         # stays float32: see docs/contract.md); scoring never does
         training = torch.is_grad_enabled()
@@ -242,18 +212,19 @@ class Engine:
 
     def _run_cut(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
                  group: torch.Tensor, width: int):
-        """Generic path for pairs ``idx[group]`` of every fit: the model's own forward on the
-        counterfactuals' first ``width`` tokens (a causal model's later tokens cannot change
-        them). Returns logits, targets and rows in the A·n layout of ``idx``."""
-        n, g = len(idx), len(group)
-        sub = idx[group]
-        edit = self._edit(fits, [dat.h_src[sub] for dat in data], g)
-        cut = lambda x, v: F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
-        ids = torch.cat([cut(dat.ids[sub], 0) for dat in data])
-        select = torch.cat([cut(dat.scored[sub], False) for dat in data])
-        pos = torch.cat([dat.pos[sub] for dat in data])
-        logits = self.model.run(ids, self.site, pos, edit, self.mode)[select]
-        targets = torch.cat([cut(dat.targets[sub], 0) for dat in data])[select]
+        """Generic path for places ``group`` of ``idx`` (A, n): the model's own forward on
+        the counterfactuals' first ``width`` tokens (a causal model's later tokens cannot
+        change them). Returns logits, targets and rows in the A·n layout of ``idx``."""
+        n, g = idx.shape[1], len(group)
+        subs = idx[:, group]
+        rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, subs)]
+        edit = self._edit(fits, rows("h_src"), g)
+        cut = lambda xs, v: torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
+                                       for x in xs])
+        select = cut(rows("scored"), False)
+        logits = self.model.run(cut(rows("ids"), 0), self.site, torch.cat(rows("pos")), edit,
+                                self.mode)[select]
+        targets = cut(rows("targets"), 0)[select]
         local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
         return logits, targets, (local // g) * n + group[local % g]
 
@@ -284,39 +255,42 @@ class Engine:
         return (torch.stack(losses).sum(0) / N).numpy(), torch.cat(correct, 1).numpy()
 
     # --- training ------------------------------------------------------------------------
+    @property
+    def continuous(self) -> bool:
+        """Whether fits train on the continuous schedule (see ``EngineConfig.schedule``)."""
+        return (self.config.schedule == "continuous" and self.fast
+                and self.config.train_precision == "bf16" and self.model.bf16_training)
+
     def run(self, specs: list[FitSpec], *, seed: int = 0,
             on_step: Callable[[int, int, float], None] | None = None) -> list[FitResult]:
         """Train every trainable fit to its stopping rule; score all on valid and test.
         Results come in the order of ``specs``.
 
         ``on_step(step, active_fits, best_valid_iia_so_far)`` is called every validation.
-        With ``workers`` > 1 and more than one fit to train, the fits are split into parts
-        that this process and ``workers`` − 1 worker processes train side by side
-        (``das_workers``); each fit trains exactly as it would alone.
+        With ``workers`` > 1 and more than one fit to train, this process and ``workers``
+        − 1 worker processes train the fits side by side (``das_workers``); on the
+        continuous schedule each takes the next waiting fit when it has room for one
+        (``das_stream``). Each fit trains exactly as it would alone.
         """
+        if self.continuous:
+            return train_together([(self, specs)], seed=seed, on_step=on_step)[0]
         release_free_memory()  # what earlier stages freed, before training adds its own
-        trainable = [i for i, s in enumerate(specs)
-                     if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
+        trainable = _trainable(specs)
         workers = min(self.config.workers, len(trainable))
         if workers < 2:
             return self._run(specs, seed, on_step)
         from .das_workers import run_parts, split_parts
 
         parts = split_parts(len(specs), trainable, workers, self.config.fits_per_forward)
-        results = run_parts(self.model, self.site, self.mode,
-                            dataclasses.replace(self.config, workers=workers),
+        results = run_parts(self, dataclasses.replace(self.config, workers=workers),
                             [[specs[i] for i in p] for p in parts], seed, on_step,
                             lambda part, report: self._run(part, seed, report))
         by_index = {i: r for p, rs in zip(parts, results) for i, r in zip(p, rs)}
         return [by_index[i] for i in range(len(specs))]
 
-    def _train_chunk(self, fits: list[_Fit], idx: torch.Tensor) -> None:
-        """Forward and backward of one chunk (each fit's loss is its own: exact)."""
-        loss, _ = self._forward(fits, "train", idx)
-        loss.sum().backward()
-
-    def _run(self, specs, seed, on_step) -> list[FitResult]:
-        cfg = self.config
+    def make_fits(self, specs: list[FitSpec]) -> list[_Fit]:
+        """Fits of ``specs``, their splits prepared; one alignment module per (kind, k),
+        its slices seeded by the fits' own seeds. Fits of a module are consecutive."""
         groups: dict[tuple[str, int], list[FitSpec]] = {}
         for s in specs:
             groups.setdefault((s.alignment, s.k), []).append(s)
@@ -327,9 +301,26 @@ class Engine:
             fits += [_Fit(m, module, a) for a, m in enumerate(members)]
         for f in fits:
             f.splits = {name: self.prepare(getattr(f.spec, name)) for name in ("train", "valid", "test")}
-        trainable = [f for f in fits if f.module.trainable]
-        for f in fits:
             f.active = f.module.trainable
+        return fits
+
+    def train_step(self, fits: list[_Fit], idx: torch.Tensor) -> None:
+        """Forward and backward of ``fits`` on pairs ``idx`` ((n,) or (A, n)), at most
+        ``fits_per_forward`` fits a forward (each fit's loss is its own: exact)."""
+        at = 0
+        for chunk in self._chunks(fits):
+            self._train_chunk(chunk, idx if idx.dim() == 1 else idx[at : at + len(chunk)])
+            at += len(chunk)
+
+    def _train_chunk(self, fits: list[_Fit], idx: torch.Tensor) -> None:
+        loss, _ = self._forward(fits, "train", idx)
+        loss.sum().backward()
+
+    def _run(self, specs, seed, on_step) -> list[FitResult]:
+        """Lockstep: every fit starts at step 1 and steps until the last one stops."""
+        cfg = self.config
+        fits = self.make_fits(specs)
+        trainable = [f for f in fits if f.module.trainable]
         params = [p for m in {id(f.module): f.module for f in trainable}.values() for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=cfg.lr) if params else None
         n_train = len(fits[0].splits["train"].pos)
@@ -344,8 +335,7 @@ class Engine:
             cursor += cfg.batch_size
             active = [f for f in trainable if f.active]
             opt.zero_grad(set_to_none=True)
-            for chunk in self._chunks(active):
-                self._train_chunk(chunk, idx)
+            self.train_step(active, idx)
             opt.step()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 self._validate(active, step)
@@ -358,39 +348,46 @@ class Engine:
             f.module.load_slice(f.slot, f.best_state)
         valid_loss, valid_ok = self._score(fits, "valid")
         test_loss, test_ok = self._score(fits, "test")
-        results = []
-        for a, f in enumerate(fits):
-            results.append(FitResult(
-                key=f.spec.key, alignment=f.spec.alignment, k=f.module.k,
-                valid_iia=float(valid_ok[a].mean()), test_iia=float(test_ok[a].mean()),
-                valid_loss=float(valid_loss[a]), steps=f.steps, best_step=f.best_step,
-                stop_reason=f.stop_reason or "untrained", test_correct=test_ok[a],
-                state=f.best_state if f.module.trainable else {}))
+        results = [self.result(f, valid_loss[a], valid_ok[a], test_ok[a])
+                   for a, f in enumerate(fits)]
         position = {id(spec): i for i, spec in enumerate(specs)}  # fits are grouped by module
         return [r for _, r in sorted(zip((position[id(f.spec)] for f in fits), results),
                                      key=lambda pair: pair[0])]
+
+    @staticmethod
+    def result(f: _Fit, valid_loss: float, valid_ok: np.ndarray, test_ok: np.ndarray) -> FitResult:
+        """A fit's result from its best alignment's scores."""
+        return FitResult(
+            key=f.spec.key, alignment=f.spec.alignment, k=f.module.k,
+            valid_iia=float(valid_ok.mean()), test_iia=float(test_ok.mean()),
+            valid_loss=float(valid_loss), steps=f.steps, best_step=f.best_step,
+            stop_reason=f.stop_reason or "untrained", test_correct=test_ok,
+            state=f.best_state if f.module.trainable else {})
 
     def _validate(self, fits: list[_Fit], step: int) -> None:
         live = [f for f in fits if f.active]
         if not live:
             return
-        cfg = self.config
         loss, ok = self._score(live, "valid")
         release_free_memory()  # 100 steps' freed autograd buffers back to the OS (memory.py)
         for a, f in enumerate(live):
-            iia, l = float(ok[a].mean()), float(loss[a])
-            f.valid_loss, f.steps = l, step
-            if iia > f.best_iia:
-                f.best_iia, f.best_step, f.best_state = iia, step, f.module.slice_state(f.slot)
-            if l < f.loss_best - cfg.min_delta:
-                f.loss_best, f.since_loss_best = l, 0
-            else:
-                f.since_loss_best += 1
-            if iia >= cfg.stop_iia:
-                f.stop_reason = "reached_iia"
-            elif f.since_loss_best >= cfg.patience:
-                f.stop_reason = "plateau"
-            elif step >= cfg.fail_after and iia < cfg.fail_iia:
-                f.stop_reason = "failing"
-            if f.stop_reason:
-                f.active = False
+            self.judge(f, float(ok[a].mean()), float(loss[a]), step)
+
+    def judge(self, f: _Fit, iia: float, loss: float, step: int) -> None:
+        """Record a validation of fit ``f`` at its step ``step``; apply the stopping rules."""
+        cfg = self.config
+        f.valid_loss, f.steps = loss, step
+        if iia > f.best_iia:
+            f.best_iia, f.best_step, f.best_state = iia, step, f.module.slice_state(f.slot)
+        if loss < f.loss_best - cfg.min_delta:
+            f.loss_best, f.since_loss_best = loss, 0
+        else:
+            f.since_loss_best += 1
+        if iia >= cfg.stop_iia:
+            f.stop_reason = "reached_iia"
+        elif f.since_loss_best >= cfg.patience:
+            f.stop_reason = "plateau"
+        elif step >= cfg.fail_after and iia < cfg.fail_iia:
+            f.stop_reason = "failing"
+        if f.stop_reason:
+            f.active = False

@@ -6,15 +6,19 @@ in separate processes, each exactly as it would beside the others. Processes, no
 threads: a training step is hundreds of small ops, and Python's lock held two threads to
 ~1.45x of one on two cores, where two processes reach ~1.85x.
 
-The calling process trains parts too, beside ``workers`` − 1 worker processes: one process
-less holds a copy of torch and of the pair sets. A run has a multiple of ``workers`` parts
-of at most ``fits_per_forward`` fits, and each process takes the next part when it is free,
-so a part whose fits stop early does not leave a core idle while another part runs on.
+The calling process trains fits too, beside ``workers`` − 1 worker processes: one process
+less holds a copy of torch and of the pair sets.
 
-Fits are dealt to parts in snake order (0, 1, .., p−1, p−1, .., 1, 0, 0, 1, ...), so a run
-whose fits come in a repeating pattern — evaluate's orthogonal, its permuted control,
-linear, its control — gives each part a share of every kind. The parts run side by side
-to their own end, never waiting for each other.
+* **Continuous schedule** (``run_streams``): every process runs ``das_stream.run_stream``
+  and, whenever it has room, claims the next waiting fit from a counter the processes
+  share, so none idles while fits wait and a long fit does not hold back others.
+* **Lockstep** (``run_parts``): a run has a multiple of ``workers`` parts of at most
+  ``fits_per_forward`` fits, and each process takes the next part when it is free, so a
+  part whose fits stop early does not leave a core idle while another part runs on. Fits
+  are dealt to parts in snake order (0, 1, .., p−1, p−1, .., 1, 0, 0, 1, ...), so a run
+  whose fits come in a repeating pattern — evaluate's orthogonal, its permuted control,
+  linear, its control — gives each part a share of every kind. Which process runs a part
+  does not change its numbers: its fits share forwards the same way wherever it runs.
 
 Children are started with ``spawn`` (forking after OpenMP has run is unsafe) and kept for
 the life of the process, so their start-up (~2 s) is paid once. The model travels as its
@@ -43,8 +47,9 @@ if TYPE_CHECKING:
     from .das import EngineConfig, FitResult, FitSpec
     from .models.contract import NumbenchModel
 
-_pool: tuple[int, ProcessPoolExecutor, object] | None = None  # (workers, executor, queue)
-_child_queue = None  # in a child: where it reports progress
+# (workers, executor, progress queue, claims: [run id, next waiting fit])
+_pool: tuple[int, ProcessPoolExecutor, object, object] | None = None
+_child_queue = _child_claims = None  # in a child: where it reports progress, claims fits
 
 
 def deal(n: int, parts: int) -> list[int]:
@@ -76,9 +81,10 @@ def _start(workers: int):
         return _pool
     shutdown()
     ctx = multiprocessing.get_context("spawn")
-    progress = ctx.Queue()
-    executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(progress,))
-    _pool = (workers, executor, progress)
+    progress, claims = ctx.Queue(), ctx.Array("q", 2)
+    executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
+                                   initargs=(progress, claims))
+    _pool = (workers, executor, progress, claims)
     return _pool
 
 
@@ -93,10 +99,27 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def _init(progress) -> None:
-    global _child_queue
-    _child_queue = progress
+def _init(progress, claims) -> None:
+    global _child_queue, _child_claims
+    _child_queue, _child_claims = progress, claims
     torch.set_num_threads(1)  # one core a process
+
+
+def _claimer(claims, run_id: int, n: int, workers: int) -> Callable[[int], list[int]]:
+    """claim(k): up to k of the n waiting fits of run ``run_id`` from the shared counter,
+    and at most a ``workers``-th of those still waiting, so the first process to ask does
+    not take them all (nothing once another run has started)."""
+
+    def claim(k: int) -> list[int]:
+        with claims.get_lock():
+            if claims[0] != run_id:
+                return []
+            share = -(-(n - claims[1]) // workers)
+            taken = list(range(claims[1], min(n, claims[1] + max(0, min(k, share)))))
+            claims[1] += len(taken)
+        return taken
+
+    return claim
 
 
 def _payload(model: NumbenchModel) -> tuple:
@@ -139,18 +162,18 @@ def _state_arrays(results: list[FitResult], to) -> list[FitResult]:
     return results
 
 
-def _modules(model: NumbenchModel, specs: list[FitSpec]) -> list[str]:
-    """Modules that define the model's architecture and the alignments (registering them
+def _modules(models: list[NumbenchModel], specs: list[FitSpec]) -> list[str]:
+    """Modules that define the models' architectures and the alignments (registering them
     on import), for a child to import; a script's ``__main__`` the child has already run."""
     from .alignments import ALIGNMENTS
 
-    names = {type(model).__module__} | {ALIGNMENTS[s.alignment].__module__ for s in specs}
+    names = {type(m).__module__ for m in models} | {ALIGNMENTS[s.alignment].__module__ for s in specs}
     return sorted(n for n in names if n != "__main__" and not n.startswith("numbench_plugin_"))
 
 
-def _run_part(run_id: int, part: int, payload: tuple, plugins: list[str], modules: list[str],
-              site: str, mode: str, config: EngineConfig, specs: list[tuple], seed: int,
-              report: bool) -> list[FitResult]:
+def _engines(engines: list[tuple[int, str, str]], models: list[tuple], plugins: list[str],
+             modules: list[str], config: EngineConfig) -> list:
+    """In a worker: the engines, each (model index, site, mode), their models rebuilt."""
     from .das import Engine
     from .models.registry import build_model, load_arch_module, plugin_paths
 
@@ -160,57 +183,110 @@ def _run_part(run_id: int, part: int, payload: tuple, plugins: list[str], module
     for name in modules:
         if name not in sys.modules:
             importlib.import_module(name)
-    arch, cfg, vocabulary, state = payload
-    model = build_model(arch, cfg, vocabulary)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    built = []
+    for arch, cfg, vocabulary, state in models:
+        model = build_model(arch, cfg, vocabulary)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+        built.append(model.eval())
+    one = replace(config, workers=1)
+    return [Engine(built[m], site, mode, one) for m, site, mode in engines]
+
+
+def _run_task(run_id: int, task: int, models: list[tuple], engines: list[tuple[int, str, str]],
+              plugins: list[str], modules: list[str], config: EngineConfig, specs: list[tuple],
+              owners: list[int], seed: int, report: bool, stream: bool):
+    """In a worker: a lockstep part's results (one engine), or (``stream``) the results of
+    the fits it claims, by index; fit i belongs to engine ``owners[i]``."""
+    from .das_stream import run_stream
+
+    built = _engines(engines, models, plugins, modules, config)
     on_step = None
     if report:
-        on_step = lambda step, active, best: _child_queue.put((run_id, part, step, active, best))
-    results = Engine(model.eval(), site, mode, replace(config, workers=1)).run(
-        _unpack_specs(specs), seed=seed, on_step=on_step)
-    return _state_arrays(results, lambda t: t.numpy())
+        on_step = lambda step, active, best: _child_queue.put((run_id, task, step, active, best))
+    fit_specs = _unpack_specs(specs)
+    if stream:
+        claim = _claimer(_child_claims, run_id, len(fit_specs), config.workers)
+        jobs = [(built[e], spec) for e, spec in zip(owners, fit_specs)]
+        results = run_stream(jobs, claim, seed, on_step)
+        return dict(zip(results, _state_arrays(list(results.values()), lambda t: t.numpy())))
+    return _state_arrays(built[0].run(fit_specs, seed=seed, on_step=on_step), lambda t: t.numpy())
 
 
 _runs = 0
 
 
-def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
-              parts: list[list[FitSpec]], seed: int,
+def run_parts(engine, config: EngineConfig, parts: list[list[FitSpec]], seed: int,
               on_step: Callable[[int, int, float], None] | None,
               run_here: Callable[[list[FitSpec], Callable | None], list[FitResult]]
               ) -> list[list[FitResult]]:
-    """Each part's results. ``workers`` run the parts as they come free, in order: this
-    process by ``run_here(specs, on_step)`` on one core, the others in worker processes
-    meanwhile. ``on_step`` sees the furthest step of any part, the active fits of all,
-    and the best valid IIA so far."""
+    """Lockstep: each part's results. ``workers`` run the parts as they come free, in
+    order: this process by ``run_here(specs, on_step)`` on one core, the others in worker
+    processes meanwhile. ``on_step`` sees the furthest step of any part, the active fits
+    of all, and the best valid IIA so far."""
+    from .alignments import ALIGNMENTS
+
+    active = [sum(ALIGNMENTS[s.alignment].trainable for s in specs) for specs in parts]
+    tasks = [(specs, [0] * len(specs)) for specs in parts]
+    return _farm([engine], config, tasks, active, seed, on_step, False,
+                 lambda p, report: run_here(parts[p], report))
+
+
+def run_streams(jobs: list[tuple], config: EngineConfig, seed: int,
+                on_step: Callable[[int, int, float], None] | None,
+                run_here: Callable[[Callable[[int], list[int]], Callable | None], dict]
+                ) -> dict[int, FitResult]:
+    """Continuous schedule for ``jobs`` (engine, spec): this process (``run_here(claim,
+    on_step)``) and ``workers`` − 1 worker processes each run ``das_stream.run_stream``,
+    claiming the next waiting fit from a shared counter whenever they have room. Results
+    by index into ``jobs``."""
+    engines = list({id(e): e for e, _ in jobs}.values())
+    owner = {id(e): i for i, e in enumerate(engines)}
+    task = ([s for _, s in jobs], [owner[id(e)] for e, _ in jobs])
+    results = _farm(engines, config, [task] * config.workers, [0] * config.workers,
+                    seed, on_step, True, lambda p, claim, report: run_here(claim, report))
+    return {i: r for part in results for i, r in part.items()}
+
+
+def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> list:
+    """Run ``tasks`` ((specs, the engine of each)) on ``workers`` processes, each taking
+    the next task when free; this process runs its tasks by ``run_here``. Results in task
+    order, alignment states as tensors. ``stream``: the tasks claim fits from this run's
+    shared counter."""
     global _runs
     from .models.registry import plugin_paths
 
     _runs += 1
     run_id = _runs
-    _, executor, progress = _start(config.workers - 1)
-    payload, plugins = _payload(model), plugin_paths()
-    modules = _modules(model, [s for part in parts for s in part])
-    from .alignments import ALIGNMENTS
-
-    trainable = lambda specs: sum(ALIGNMENTS[s.alignment].trainable for s in specs)
-    status = {p: (0, trainable(specs), 0.0) for p, specs in enumerate(parts)}
-    todo, lock = list(range(len(parts))), threading.Lock()
+    _, executor, progress, claims = _start(config.workers - 1)
+    n_fits = len(tasks[0][0]) if stream else 0
+    with claims.get_lock():
+        claims[0], claims[1] = run_id, 0
+    claim = _claimer(claims, run_id, n_fits, config.workers)
+    models = list({id(e.model): e.model for e in engines}.values())
+    which = {id(m): i for i, m in enumerate(models)}
+    keys = [(which[id(e.model)], e.site, e.mode) for e in engines]
+    payloads, plugins = [_payload(m) for m in models], plugin_paths()
+    modules = _modules(models, [s for specs, _ in tasks for s in specs])
+    status = {p: (0, a, 0.0) for p, a in enumerate(active)}
+    todo, lock = list(range(len(tasks))), threading.Lock()
     futures: dict[int, Future] = {}
-    results: dict[int, list[FitResult]] = {}
+    results: dict[int, object] = {}
     failed: list[BaseException] = []
+    packed: dict[int, list] = {}  # a stream's tasks share one spec list: pack it once
 
     def take() -> int | None:
         with lock:
             return todo.pop(0) if todo else None
 
-    def feed(_=None) -> None:  # a worker process is free: give it the next part
+    def feed(_=None) -> None:  # a worker process is free: give it the next task
         p = take()
         if p is None:
             return
         try:
-            f = executor.submit(_run_part, run_id, p, payload, plugins, modules, site, mode,
-                                config, _pack_specs(parts[p]), seed, on_step is not None)
+            specs, owners = tasks[p]
+            packed_specs = packed.setdefault(id(specs), _pack_specs(specs))
+            f = executor.submit(_run_task, run_id, p, payloads, keys, plugins, modules, config,
+                                packed_specs, owners, seed, on_step is not None, stream)
         except BaseException as e:  # a broken pool: the parent raises it below
             failed.append(e)
             return
@@ -221,19 +297,21 @@ def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
     def report() -> None:
         while True:
             try:
-                rid, part, step, active, best = progress.get_nowait()
+                rid, task, step, live, best = progress.get_nowait()
             except queue.Empty:
                 break
             if rid == run_id:
-                status[part] = (step, active, best)
+                status[task] = (step, live, best)
         with lock:
             current = list(futures.items())
-        for p, f in current:  # a finished part has no fit left to train
+        for p, f in current:  # a finished task has no fit left to train
             if f.done():
                 f.result()  # a child's error is raised here, in the parent
                 status[p] = (status[p][0], 0, status[p][2])
         if on_step:
-            on_step(max(s[0] for s in status.values()), sum(s[1] for s in status.values()),
+            waiting = max(0, n_fits - claims[1]) if stream else 0
+            on_step(max(s[0] for s in status.values()),
+                    sum(s[1] for s in status.values()) + waiting,
                     max(s[2] for s in status.values()))
 
     for _ in range(config.workers - 1):
@@ -242,25 +320,28 @@ def run_parts(model: NumbenchModel, site: str, mode: str, config: EngineConfig,
     torch.set_num_threads(1)  # one core here, the others for the workers
     try:
         while (p := take()) is not None:
-            def here(step: int, active: int, best: float, p=p) -> None:
-                status[p] = (step, active, best)
+            def here(step: int, live: int, best: float, p=p) -> None:
+                status[p] = (step, live, best)
                 report()
 
-            results[p] = run_here(parts[p], here)
+            results[p] = run_here(p, claim, here) if stream else run_here(p, here)
             status[p] = (status[p][0], 0, status[p][2])
     finally:
         torch.set_num_threads(threads)
-    while len(results) < len(parts):
+    while len(results) < len(tasks):
         if failed:
             raise failed[0]
         with lock:
             running = {p: f for p, f in futures.items() if p not in results}
-        if not running:  # a part between a worker's callback and its submission
+        if not running:  # a task between a worker's callback and its submission
             time.sleep(0.05)
             continue
         wait(list(running.values()), timeout=0.5, return_when=FIRST_COMPLETED)
         report()
         for p, f in running.items():
             if f.done():
-                results[p] = _state_arrays(f.result(), torch.from_numpy)
-    return [results[p] for p in range(len(parts))]
+                out = f.result()
+                states = out.values() if stream else out
+                _state_arrays(list(states), torch.from_numpy)
+                results[p] = out
+    return [results[p] for p in range(len(tasks))]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .accuracy import split_accuracies
-from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors
+from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
 from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate
 from .models.files import check_task, load_model, model_sha256
@@ -71,7 +71,8 @@ class Settings:
     def from_json(cls, d: dict) -> "Settings":
         """The settings a result recorded (its ``settings`` key)."""
         # written before these existed: replay the behaviour of their time
-        legacy = {"train_precision": "fp32", "workers": 1, "train_kernels": "autograd"}
+        legacy = {"train_precision": "fp32", "workers": 1, "train_kernels": "autograd",
+                  "schedule": "lockstep"}
         return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"],
                    engine=EngineConfig(**(legacy | d["engine"])))
 
@@ -95,9 +96,15 @@ class _Pairs:
     so the engine computes their activations once."""
 
     def __init__(self, task: Task):
-        self.task, self._shared, self.hashes = task, {}, {}
+        self.task, self._shared, self.hashes, self._made = task, {}, {}, {}
 
     def get(self, program: str, variable: str, split: str, mode: str, permuted: bool):
+        key = (program, variable, split, mode, permuted)
+        if key not in self._made:  # a set used again (a control, another site) is one object
+            self._made[key] = self._get(*key)
+        return self._made[key]
+
+    def _get(self, program: str, variable: str, split: str, mode: str, permuted: bool):
         p: PairSet = make_pairs(self.task, program, variable, split, mode=mode, permuted=permuted)
         self.hashes[p.key] = p.sha256
         key = (split, mode)
@@ -131,22 +138,26 @@ def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) 
     return cell
 
 
-def _run_fits(model, site: str, mode: str, jobs: list[tuple[dict, list, list]],
-              settings: Settings, progress: Progress | None, stage: str) -> list[dict]:
-    """jobs: (meta, pair sets, pair tensors) per fit; one engine run for the site."""
-    specs = []
-    for meta, _, tensors in jobs:
-        specs.append(FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
-                             seed=_fit_seed(settings.seed, meta["key"])))
-    on_step = None
+def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
+              stage: str) -> list[list[dict]]:
+    """runs: (model, site, mode, jobs), jobs (meta, pair sets, pair tensors) per fit; the
+    runs' fits train together (``train_together``). Each run's cells."""
+    engines, specs = [], []
+    for model, site, mode, jobs in runs:
+        engines.append(Engine(model, site, mode, settings.engine))
+        specs.append([FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
+                              seed=_fit_seed(settings.seed, meta["key"])) for meta, _, tensors in jobs])
+    on_step, n = None, sum(len(s) for s in specs)
     if progress:
         on_step = lambda step, active, best: progress(stage, {"step": step, "active": active,
-                                                              "fits": len(specs), "best_iia": best})
-        progress(stage, {"step": 0, "active": len(specs), "fits": len(specs), "best_iia": 0.0})
-    engine = Engine(model, site, mode, settings.engine)
-    results = engine.run(specs, seed=settings.seed, on_step=on_step)
-    index = list(model.sites).index(site)
-    return [_cell(r, meta, sets, index) for r, (meta, sets, _) in zip(results, jobs)]
+                                                              "fits": n, "best_iia": best})
+        progress(stage, {"step": 0, "active": n, "fits": n, "best_iia": 0.0})
+    results = train_together(list(zip(engines, specs)), seed=settings.seed, on_step=on_step)
+    cells = []
+    for (model, site, _, jobs), rs in zip(runs, results):
+        index = list(model.sites).index(site)
+        cells.append([_cell(r, meta, sets, index) for r, (meta, sets, _) in zip(rs, jobs)])
+    return cells
 
 
 def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", control=None):
@@ -191,16 +202,21 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
                    "protocol": PROTOCOL_DIGEST, "task": task.name}
     done = read_partial(partial_path, fingerprint) if partial_path else {}
 
-    def stage(run_key: str, model_, site, mode, jobs, label):
-        if run_key not in done:
-            done[run_key] = _run_fits(model_, site, mode, jobs, settings, progress, label)
+    def stages(runs: list[tuple], label: str) -> list[list[dict]]:
+        """runs: (run key, model, site, mode, jobs); those not done yet train together."""
+        todo = [run for run in runs if run[0] not in done]
+        if todo:
+            for (key, *_), cells in zip(todo, _run_fits([run[1:] for run in todo], settings,
+                                                        progress, label)):
+                done[key] = cells
             if partial_path:
                 write_json_atomic(partial_path, {"fingerprint": fingerprint, "runs": done})
-        return done[run_key]
+        return [done[run[0]] for run in runs]
 
-    # 1. every site: ranked alignments at ranked k, their permuted controls, full & random
-    cells: list[dict] = []
-    for site, d in model.sites.items():
+    stage = lambda key, model_, site, mode, jobs, label: stages([(key, model_, site, mode, jobs)], label)[0]
+
+    def main_jobs(site: str, d: int) -> list:
+        """Ranked alignments at ranked k, their permuted controls, full & random."""
         k, jobs = ranked_k(d), []
         for program, variables in programs.items():
             for var in variables:
@@ -209,25 +225,46 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
                     jobs.append(_job(pairs, program, var, align, k, site, control="permuted"))
                 for align in BASELINE_ALIGNMENTS:
                     jobs.append(_job(pairs, program, var, align, d if align == "full" else k, site))
-        cells += stage(f"main/{site}", model, site, "single", jobs, f"fits at {site}")
-    for c in cells:
-        c["ranked_k"] = c["k"] == ranked_k(model.sites[c["site"]])
-    walls["fits"], t = time.perf_counter() - t, time.perf_counter()
+        return jobs
 
-    # 2. the random-init control, at each cell's best site
-    torch.manual_seed(RANDOM_INIT_SEED + settings.seed)
+    def control_jobs(best: Callable[[str, str, str], dict]) -> dict[str, list]:
+        """The random-init control of every ranked cell, at its best site."""
+        by_site: dict[str, list] = {}
+        for program, variables in programs.items():
+            for var in variables:
+                for align in RANKED_ALIGNMENTS:
+                    b = best(program, var, align)
+                    by_site.setdefault(b["site"], []).append(
+                        _job(pairs, program, var, align, b["k"], b["site"], control="random_init"))
+        return by_site
+
+    torch.manual_seed(RANDOM_INIT_SEED + settings.seed)  # the random-init control model
     control_model = build_model(meta.arch, meta.config, task.vocabulary).eval()
-    by_site: dict[str, list] = {}
-    for program, variables in programs.items():
-        for var in variables:
-            for align in RANKED_ALIGNMENTS:
-                best = best_site(cells, program, var, align)
-                by_site.setdefault(best["site"], []).append(
-                    _job(pairs, program, var, align, best["k"], best["site"], control="random_init"))
-    for site, jobs in by_site.items():
-        new = stage(f"random_init/{site}", control_model, site, "single", jobs,
-                    f"random-init control at {site}")
-        cells += [dict(c, ranked_k=True) for c in new]
+    cells: list[dict] = []
+    (site, d), *others = model.sites.items()
+    if not others and Engine(model, site, "single", settings.engine).continuous:
+        # 1+2. one site, so every control's best site is known before any fit: on the
+        # continuous schedule the main fits and the random-init controls train together
+        # (no stage waits for another's last fit)
+        controls = control_jobs(lambda *_: {"site": site, "k": ranked_k(d)})[site]
+        main, new = stages([(f"main/{site}", model, site, "single", main_jobs(site, d)),
+                            (f"random_init/{site}", control_model, site, "single", controls)],
+                           f"fits and random-init controls at {site}")
+        cells += [dict(c, ranked_k=c["k"] == ranked_k(d)) for c in main]
+        walls["fits"], t = time.perf_counter() - t, time.perf_counter()
+    else:
+        # 1. every site: ranked alignments at ranked k, their permuted controls, full & random
+        for site, d in model.sites.items():
+            cells += stage(f"main/{site}", model, site, "single", main_jobs(site, d), f"fits at {site}")
+        for c in cells:
+            c["ranked_k"] = c["k"] == ranked_k(model.sites[c["site"]])
+        walls["fits"], t = time.perf_counter() - t, time.perf_counter()
+        # 2. the random-init control, at each cell's best site
+        new = []
+        for site, jobs in control_jobs(lambda *key: best_site(cells, *key)).items():
+            new += stage(f"random_init/{site}", control_model, site, "single", jobs,
+                         f"random-init control at {site}")
+    cells += [dict(c, ranked_k=True) for c in new]
     walls["controls"], t = time.perf_counter() - t, time.perf_counter()
 
     # 3. --sweep: k-sweep and sd_linear at the best site, prefix mode at every site

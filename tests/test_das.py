@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
-from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
+from numbench.das import Engine, EngineConfig, FitSpec, PairTensors, train_together
 from numbench.das_workers import deal
 from numbench.gate import identity_logit_diff
 from numbench.pairs import make_pairs
@@ -143,12 +143,12 @@ def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
 
     model = tiny("transformer", multi)
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=128)
-    groups = das._length_groups([Engine(model, "block0").prepare(te)], torch.arange(128))
+    groups = das._length_groups([Engine(model, "block0").prepare(te)], torch.arange(128)[None])
     assert len(groups) == 4 and min(w for _, w in groups) < te.cf_ids.shape[1]  # real cuts
     specs = lambda: [FitSpec("a", "linear", 4, tr, va, te, seed=1),
                      FitSpec("b", "random", 4, tr, va, te, seed=2)]
     grouped = Engine(model, "embed", config=no_stop(10)).run(specs())
-    whole = lambda data, idx: [(torch.arange(len(idx)), data[0].ids.shape[1])]
+    whole = lambda data, idx: [(torch.arange(idx.shape[1]), data[0].ids.shape[1])]
     monkeypatch.setattr(das, "_length_groups", whole)
     plain = Engine(model, "embed", config=no_stop(10)).run(specs())
     for g, p in zip(grouped, plain):
@@ -216,10 +216,12 @@ def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(smal
     assert torch.equal(a[0].state["weight"], b[0].state["weight"]) and a[0].valid_loss == b[0].valid_loss
 
 
-def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi):
-    """Fits split into parts across this process and a worker process train exactly as
-    in one forward: a fit's rows never mix with another's, and every fit sees the same
-    batches."""
+@pytest.mark.parametrize("schedule", ["lockstep", "continuous"])
+def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, schedule):
+    """Fits trained across this process and a worker process train exactly as in one
+    forward: a fit's rows never mix with another's, and every fit sees the same batches.
+    Lockstep: three parts on two processes; continuous: one fit at a time per process, so
+    the third fit starts, in whichever process is free first, after another stops."""
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
     specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
@@ -227,20 +229,93 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi):
                      FitSpec("f", "full", 32, tr, va, te),
                      FitSpec("c", "orthogonal", 2, *other, seed=3)]
     seen = []
-    engine = lambda w, n: Engine(small_gru, "hidden", config=dataclasses.replace(
-        no_stop(40), workers=w, fits_per_forward=n))
-    one = engine(1, 8).run(specs())  # one forward for all three
-    two = engine(2, 1).run(specs(), on_step=lambda *a: seen.append(a))  # three parts, two workers
+    engine = lambda w, n, s: Engine(small_gru, "hidden", config=dataclasses.replace(
+        no_stop(40), workers=w, fits_per_forward=n, schedule=s))
+    one = engine(1, 8, "lockstep").run(specs())  # one forward for all three
+    two = engine(2, 1, schedule).run(specs(), on_step=lambda *a: seen.append(a))
+    assert engine(2, 1, schedule).continuous == (schedule == "continuous")
     assert [r.key for r in two] == ["a", "b", "f", "c"]
     for x, y in zip(one, two):
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
-    assert max(step for step, _, _ in seen) == 40  # progress from the processes too
+    # progress from the processes too; a continuous process runs its fits one after another
+    assert max(step for step, _, _ in seen) == (40 if schedule == "lockstep" else 80)
     assert all(0 <= active <= 3 for _, active, _ in seen)
     # parts are dealt in snake order, so a repeating pattern of kinds splits evenly
     assert deal(8, 2) == [0, 1, 1, 0, 0, 1, 1, 0] and deal(5, 3) == [0, 1, 2, 2, 1]
     engine = Engine(small_gru, "hidden", config=EngineConfig(fits_per_forward=8))
     assert [len(c) for c in engine._chunks(list(range(10)))] == [5, 5]  # equal chunks
+
+
+def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru, multi):
+    """Two places in flight, five fits stopping at different steps: each waiting fit starts
+    when another stops, on its own step count, batches and Adam — and ends bit for bit
+    where lockstep training (all five from step 1 in one forward) leaves it."""
+    sets = {(p, v): data(multi, p, v, n_train=256, n_eval=100)
+            for p, v in (("up_down", "count"), ("up_down", "phase"), ("up_up", "phase"))}
+    specs = lambda: [FitSpec(f"{p}/{v}/{kind}", kind, 4, *sets[p, v], seed=len(p + v + kind))
+                     for (p, v) in sets for kind in ("orthogonal", "linear")][:5]
+    config = lambda schedule: EngineConfig(max_steps=150, eval_every=25, lr=1e-2, stop_iia=0.6,
+                                           patience=3, fits_per_forward=2 if schedule == "continuous" else 8,
+                                           workers=1, schedule=schedule)
+    steps = []
+    stream = Engine(small_gru, "hidden", config=config("continuous"))
+    assert stream.continuous
+    got = stream.run(specs(), on_step=lambda step, active, best: steps.append((step, active)))
+    want = Engine(small_gru, "hidden", config=config("lockstep")).run(specs())
+    assert len({r.steps for r in want}) > 2  # they do stop at different times
+    assert max(s for s, _ in steps) > max(r.steps for r in want)  # so some started late
+    assert all(active <= 2 for _, active in steps)
+    for x, y in zip(want, got):
+        assert (x.key, x.steps, x.best_step, x.stop_reason) == (y.key, y.steps, y.best_step, y.stop_reason)
+        assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
+        assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
+    # float32 training products, or a model without bf16 training: lockstep
+    assert not Engine(small_gru, "hidden", config=dataclasses.replace(
+        config("continuous"), train_precision="fp32")).continuous
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_bf16_model(multi, arch):
+    """One fit in flight at a time, so each later fit starts where the previous stopped:
+    every fit ends where lockstep (all in one forward from step 1) leaves it."""
+    from models_helpers import tiny
+
+    model = tiny(arch, multi)
+    assert model.bf16_training
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
+    specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
+                     FitSpec("b", "linear", 4, *other, seed=2),
+                     FitSpec("c", "orthogonal", 4, *other, seed=3)]
+    run = lambda n, s: Engine(model, "hidden", config=dataclasses.replace(
+        no_stop(30), workers=1, fits_per_forward=n, schedule=s)).run(specs())
+    for x, y in zip(run(8, "lockstep"), run(1, "continuous")):
+        assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
+        assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
+
+
+def test_runs_of_two_models_train_together_as_they_would_apart(small_gru, multi):
+    """``train_together`` streams two engines' fits (a trained and a random-init model, as
+    evaluate's main fits and random-init controls) through one schedule on two processes;
+    each run's results are what its own lockstep run gives."""
+    torch.manual_seed(7)
+    control = type(small_gru)(small_gru.config, small_gru.vocabulary).eval()
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
+    specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
+                     FitSpec("r", "random", 4, tr, va, te, seed=4),
+                     FitSpec("b", "linear", 4, *other, seed=2)]
+    config = lambda s: dataclasses.replace(no_stop(50), workers=2, fits_per_forward=1, schedule=s)
+    together = train_together([(Engine(m, "hidden", config=config("continuous")), specs())
+                               for m in (small_gru, control)], seed=3)
+    for model, got in zip((small_gru, control), together):
+        want = Engine(model, "hidden", config=config("lockstep")).run(specs(), seed=3)
+        assert [r.key for r in got] == ["a", "r", "b"]
+        for x, y in zip(want, got):
+            assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
+            assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
+    assert together[0][0].valid_loss != together[1][0].valid_loss  # two models, not one
 
 
 def test_a_plugin_architecture_trains_in_a_worker_process(multi):

@@ -71,26 +71,38 @@ def test_same_model_and_seed_give_identical_numbers(result, model_file):
     assert again["summary"] == result["summary"]
 
 
-def test_resume_reuses_completed_runs_and_matches(result, model_file, tmp_path):
+@pytest.mark.parametrize("schedule", ["lockstep", "continuous"])
+def test_resume_reuses_completed_runs_and_matches(result, model_file, tmp_path, schedule):
+    """Interrupted after its first training stage, a run resumes from the partial file.
+    Lockstep: the main fits, then the random-init controls (interrupted there). Continuous:
+    a one-site model's main fits and controls train as one stage, so the run is stopped in
+    the --sweep stage after it."""
     partial = tmp_path / "result.json.partial"
     stages = []
+    settings = Settings(engine=dataclasses.replace(TINY_ENGINE, schedule=schedule),
+                        sweep=schedule == "continuous")
+    first, later = (("fits at", "random-init") if schedule == "lockstep"
+                    else ("fits and random-init", "k-sweep"))
 
     class Stop(Exception):
         pass
 
     def interrupt(stage, details):
         stages.append(stage)
-        if stage.startswith("random-init"):
+        if stage.startswith(later):
             raise Stop
 
     with pytest.raises(Stop):
-        evaluate(model_file, settings=tiny_settings(), progress=interrupt, partial_path=partial)
+        evaluate(model_file, settings=settings, progress=interrupt, partial_path=partial)
     assert partial.exists() and not (tmp_path / "result.json").exists()
+    assert any(s.startswith(first) for s in stages)
     seen = []
-    resumed = evaluate(model_file, settings=tiny_settings(), partial_path=partial,
+    resumed = evaluate(model_file, settings=settings, partial_path=partial,
                        progress=lambda stage, d: seen.append(stage))
-    assert not any(s.startswith("fits at") for s in seen)  # the main fits were not redone
-    assert resumed["cells"] == result["cells"]
+    assert not any(s.startswith(first) for s in seen)  # the completed stage was not redone
+    assert any(s.startswith(later) for s in seen)
+    mine = {c["key"]: c for c in resumed["cells"]}
+    assert [mine[c["key"]] for c in result["cells"]] == result["cells"]  # nor does the schedule
 
 
 def test_gate_failure_refuses_to_score(model_file, monkeypatch):
@@ -134,7 +146,7 @@ def test_validate_result_rejects_tampering(result):
 
 def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_written():
     assert Settings.make(engine={"workers": 3, "train_precision": "fp32", "eval_chunk": 50,
-                                 "train_kernels": "autograd"}).ranked
+                                 "train_kernels": "autograd", "schedule": "lockstep"}).ranked
     assert not Settings.make(engine={"max_steps": 10}).ranked
     with pytest.raises(NumbenchError, match="train_precision"):
         Settings.make(engine={"train_precision": "fp16"})
@@ -142,15 +154,19 @@ def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_writ
         Settings.make(engine={"train_kernels": "jit"})
     with pytest.raises(NumbenchError, match="workers"):
         Settings.make(engine={"workers": 0})
+    with pytest.raises(NumbenchError, match="schedule"):
+        Settings.make(engine={"schedule": "eager"})
     # a result written before these settings existed ran in float32 on one worker, with
-    # autograd through the stepper
+    # autograd through the stepper, in lockstep
     old = Settings.make().to_json()
-    del old["engine"]["workers"], old["engine"]["train_precision"], old["engine"]["train_kernels"]
+    for key in ("workers", "train_precision", "train_kernels", "schedule"):
+        del old["engine"][key]
     replay = Settings.from_json(old)
     assert (replay.engine.workers, replay.engine.train_precision) == (1, "fp32")
-    assert replay.engine.train_kernels == "autograd"
+    assert (replay.engine.train_kernels, replay.engine.schedule) == ("autograd", "lockstep")
     assert replay.ranked
     # one written with bf16 and two workers, before train_kernels, replays its autograd steps
     old = Settings.make().to_json()
-    del old["engine"]["train_kernels"]
+    del old["engine"]["train_kernels"], old["engine"]["schedule"]
     assert Settings.from_json(old).engine.train_kernels == "autograd"
+    assert Settings.from_json(old).engine.schedule == "lockstep"

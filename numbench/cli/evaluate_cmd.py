@@ -52,7 +52,7 @@ def result_table(doc: dict) -> Table:
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
 @click.option("--workers", type=click.IntRange(min=1), default=EngineConfig().workers,
               show_default=True,
-              help="Processes that train parts of the fits side by side, one core each "
+              help="Processes that train the fits side by side, one core each "
                    "(this one and N-1 workers; speed only; recorded).")
 @arch_module_option
 @json_option
