@@ -1,6 +1,7 @@
 """Wall time and peak memory of `numbench evaluate` on one model, quick and default.
 
-    python benchmarks/evaluate_wall.py [--model baselines/gru_multi_object_s0.pt] [--skip-default]
+    python benchmarks/evaluate_wall.py [--model baselines/gru_multi_object_s0.pt]
+        [--skip-default | --skip-quick] [--keep DIR]
 
 Each run is a fresh child process; prints wall seconds per stage from the result file,
 peak memory, and the fits' step counts. Memory is sampled every 0.2 s over the evaluate
@@ -54,7 +55,7 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
     return pss / 1024, rss / 1024
 
 
-def run(model: str, quick: bool) -> None:
+def run(model: str, quick: bool, keep: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         cmd = [sys.executable, "-m", "numbench.cli", "evaluate", model, "--out", out]
@@ -69,6 +70,9 @@ def run(model: str, quick: bool) -> None:
             sys.exit(f"evaluate failed with exit code {proc.returncode}")
         wall = time.perf_counter() - t
         doc = json.load(open(out))
+        if keep:  # the result file, to compare numbers between code versions
+            os.makedirs(keep, exist_ok=True)
+            os.replace(out, os.path.join(keep, "quick.json" if quick else "default.json"))
     trained = [c for c in doc["cells"] if c["stop_reason"] != "untrained"]
     steps = sorted(c["steps"] for c in trained)
     print(f"{'quick' if quick else 'default'}: {wall:.0f} s wall, peak memory {peak_pss:.0f} MB "
@@ -83,10 +87,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="baselines/gru_multi_object_s0.pt")
     ap.add_argument("--skip-default", action="store_true", help="only the --quick run")
+    ap.add_argument("--skip-quick", action="store_true", help="only the default run")
+    ap.add_argument("--keep", metavar="DIR", help="keep the result files in DIR")
     args = ap.parse_args()
-    run(args.model, quick=True)
+    if not args.skip_quick:
+        run(args.model, quick=True, keep=args.keep)
     if not args.skip_default:
-        run(args.model, quick=False)
+        run(args.model, quick=False, keep=args.keep)
 
 
 if __name__ == "__main__":
