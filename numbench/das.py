@@ -2,10 +2,12 @@
 
 The engine knows tensors, sites and alignments — nothing of tasks or files. A *fit* is one
 alignment (kind, k) trained on one pair set at one site. Fits that share a model, site and
-mode train together: every step samples one batch of pair indices, each fit interchanges
+mode train together: every step each fit takes its batch of pair indices and interchanges
 its own rows, and all rows go through the frozen model in a single forward. Each fit's
 parameters see only its own loss (their slices are independent and Adam is elementwise),
-so a fit trains exactly as it would alone.
+so a fit trains exactly as it would alone. In lockstep (``Engine._run``) the fits start
+together and share each step's batch; on the continuous schedule (``das_stream``) a fit
+starts when another stops and takes the batch of its own step.
 
 What does not depend on the alignment is computed once (``das_prepare``): base and source
 activations at the interchange positions and, for a recurrent model (``Resumable``), the
@@ -20,7 +22,6 @@ valid IIA is kept; its test IIA is reported.
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Callable
 
 import numpy as np
@@ -34,8 +35,8 @@ from .das_prepare import Preparer, Split
 from .das_types import (SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS, EngineConfig,
                         FitResult, FitSpec, PairTensors)
 
-__all__ = ["Engine", "train_together", "EngineConfig", "FitResult", "FitSpec", "PairTensors", "SCHEDULES",
-           "SPEED_ONLY", "TRAIN_KERNELS", "TRAIN_PRECISIONS"]
+__all__ = ["Engine", "train_together", "EngineConfig", "FitResult", "FitSpec", "PairTensors",
+           "SCHEDULES", "SPEED_ONLY", "TRAIN_KERNELS", "TRAIN_PRECISIONS"]
 
 
 class _Fit:
@@ -64,6 +65,7 @@ def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
 
 
 def _trainable(specs: list[FitSpec]) -> list[int]:
+    """Indices of the specs whose alignment trains (not ``full`` or ``random``)."""
     return [i for i, s in enumerate(specs) if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
 
 
