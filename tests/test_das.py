@@ -239,7 +239,9 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, sch
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
     # progress from the processes too; a continuous process runs its fits one after another
-    assert max(step for step, _, _ in seen) == (40 if schedule == "lockstep" else 80)
+    # (two or, if the worker starts late, all three)
+    furthest = max(step for step, _, _ in seen)
+    assert furthest == 40 if schedule == "lockstep" else furthest in (80, 120)
     assert all(0 <= active <= 3 for _, active, _ in seen)
     # parts are dealt in snake order, so a repeating pattern of kinds splits evenly
     assert deal(8, 2) == [0, 1, 1, 0, 0, 1, 1, 0] and deal(5, 3) == [0, 1, 2, 2, 1]
