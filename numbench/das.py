@@ -49,6 +49,7 @@ class _Fit:
         self.loss_best, self.since_loss_best = float("inf"), 0
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
         self.t = 0  # steps trained (continuous schedule: each fit counts its own)
+        self.engine: Engine | None = None  # set by Engine.make_fits
 
 
 def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
@@ -86,7 +87,7 @@ def train_together(runs: list[tuple["Engine", list[FitSpec]]], *, seed: int = 0,
     jobs: list[tuple[int, int]] = []  # (run, spec) of each fit to train
     for r, (engine, specs) in enumerate(runs):
         trainable = _trainable(specs)
-        fixed = [i for i in range(len(specs)) if i not in set(trainable)]
+        fixed = sorted(set(range(len(specs))) - set(trainable))
         done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None) if fixed else [])))
         jobs += [(r, i) for i in trainable]
     streamed = [(runs[r][0], runs[r][1][i]) for r, i in jobs]
@@ -302,6 +303,7 @@ class Engine:
                                     seed=[m.seed for m in members])
             fits += [_Fit(m, module, a) for a, m in enumerate(members)]
         for f in fits:
+            f.engine = self
             f.splits = {name: self.prepare(getattr(f.spec, name)) for name in ("train", "valid", "test")}
             f.active = f.module.trainable
         return fits

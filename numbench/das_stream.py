@@ -65,7 +65,6 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
     most ``fits_per_forward`` at once; their results by index. ``on_step(step, in_flight,
     best_valid_iia)`` is called at every step where a fit validates."""
     cfg = jobs[0][0].config
-    engine_of: dict[int, Engine] = {}
     batches: dict[int, Batches] = {}
     live: list[_Fit] = []
     optimizers: list[tuple[torch.optim.Optimizer, list[_Fit]]] = []
@@ -75,19 +74,17 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
 
     def finish(f: _Fit) -> None:
         """Score the best alignment of a stopped fit alone, and let go of its data."""
-        engine = engine_of[id(f)]
         f.module.load_slice(f.slot, f.best_state)
-        valid_loss, valid_ok = engine._score([f], "valid")
-        _, test_ok = engine._score([f], "test")
-        results[index[id(f)]] = engine.result(f, valid_loss[0], valid_ok[0], test_ok[0])
+        valid_loss, valid_ok = f.engine._score([f], "valid")
+        _, test_ok = f.engine._score([f], "test")
+        results[index[id(f)]] = f.engine.result(f, valid_loss[0], valid_ok[0], test_ok[0])
         f.splits = {}
 
     def validate(due: list[_Fit]) -> None:
         nonlocal best
         for f in due:
-            engine = engine_of[id(f)]
-            loss, ok = engine._score([f], "valid")
-            engine.judge(f, float(ok[0].mean()), float(loss[0]), f.t)
+            loss, ok = f.engine._score([f], "valid")
+            f.engine.judge(f, float(ok[0].mean()), float(loss[0]), f.t)
             if f.active and f.t >= cfg.max_steps:
                 f.active, f.stop_reason = False, "max_steps"
             best = max(best, f.best_iia)
@@ -104,13 +101,11 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
             made = engine.make_fits([jobs[i][1] for i in mine])
             where = {id(jobs[i][1]): i for i in mine}
             index.update((id(f), where[id(f.spec)]) for f in made)
-            engine_of.update((id(f), engine) for f in made)
             fits += made
         params = [p for m in {id(f.module): f.module for f in fits}.values() for p in m.parameters()]
         optimizers.append((torch.optim.Adam(params, lr=cfg.lr), fits))
-        for f in fits:
-            n = len(f.splits["train"].pos)
-            batches.setdefault(n, Batches(n, cfg.batch_size, seed))
+        for n in {len(f.splits["train"].pos) for f in fits} - set(batches):
+            batches[n] = Batches(n, cfg.batch_size, seed)
         validate(fits)
         live.extend(fits)
 
@@ -133,8 +128,8 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
             f.t += 1
         for opt, _ in optimizers:
             opt.zero_grad(set_to_none=True)
-        for engine in dict.fromkeys(engine_of[id(f)] for f in live):  # a forward per engine
-            mine = [f for f in live if engine_of[id(f)] is engine]
+        for engine in dict.fromkeys(f.engine for f in live):  # a forward per engine
+            mine = [f for f in live if f.engine is engine]
             engine.train_step(mine, torch.stack([batches[len(f.splits["train"].pos)][f.t]
                                                  for f in mine]))
         for opt, _ in optimizers:

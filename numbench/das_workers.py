@@ -156,8 +156,9 @@ def _unpack_specs(packed: list[tuple]) -> list[FitSpec]:
             for key, kind, k, tr, va, te, seed in packed]
 
 
-def _state_arrays(results: list[FitResult], to) -> list[FitResult]:
-    for r in results:
+def _state_arrays(results: dict[int, FitResult], to) -> dict[int, FitResult]:
+    """``results`` with each alignment state converted by ``to`` (tensor ↔ numpy)."""
+    for r in results.values():
         r.state = {k: to(v) for k, v in r.state.items()}
     return results
 
@@ -195,8 +196,8 @@ def _engines(engines: list[tuple[int, str, str]], models: list[tuple], plugins: 
 def _run_task(run_id: int, task: int, models: list[tuple], engines: list[tuple[int, str, str]],
               plugins: list[str], modules: list[str], config: EngineConfig, specs: list[tuple],
               owners: list[int], seed: int, report: bool, stream: bool):
-    """In a worker: a lockstep part's results (one engine), or (``stream``) the results of
-    the fits it claims, by index; fit i belongs to engine ``owners[i]``."""
+    """In a worker: the results, by index, of a lockstep part (one engine) or (``stream``)
+    of the fits it claims; fit i belongs to engine ``owners[i]``."""
     from .das_stream import run_stream
 
     built = _engines(engines, models, plugins, modules, config)
@@ -206,10 +207,11 @@ def _run_task(run_id: int, task: int, models: list[tuple], engines: list[tuple[i
     fit_specs = _unpack_specs(specs)
     if stream:
         claim = _claimer(_child_claims, run_id, len(fit_specs), config.workers)
-        jobs = [(built[e], spec) for e, spec in zip(owners, fit_specs)]
-        results = run_stream(jobs, claim, seed, on_step)
-        return dict(zip(results, _state_arrays(list(results.values()), lambda t: t.numpy())))
-    return _state_arrays(built[0].run(fit_specs, seed=seed, on_step=on_step), lambda t: t.numpy())
+        results = run_stream([(built[e], spec) for e, spec in zip(owners, fit_specs)], claim,
+                             seed, on_step)
+    else:
+        results = dict(enumerate(built[0].run(fit_specs, seed=seed, on_step=on_step)))
+    return _state_arrays(results, lambda t: t.numpy())
 
 
 _runs = 0
@@ -227,8 +229,9 @@ def run_parts(engine, config: EngineConfig, parts: list[list[FitSpec]], seed: in
 
     active = [sum(ALIGNMENTS[s.alignment].trainable for s in specs) for specs in parts]
     tasks = [(specs, [0] * len(specs)) for specs in parts]
-    return _farm([engine], config, tasks, active, seed, on_step, False,
-                 lambda p, report: run_here(parts[p], report))
+    results = _farm([engine], config, tasks, active, seed, on_step, False,
+                    lambda p, claim, report: dict(enumerate(run_here(parts[p], report))))
+    return [[r[i] for i in range(len(part))] for r, part in zip(results, parts)]
 
 
 def run_streams(jobs: list[tuple], config: EngineConfig, seed: int,
@@ -247,11 +250,11 @@ def run_streams(jobs: list[tuple], config: EngineConfig, seed: int,
     return {i: r for part in results for i, r in part.items()}
 
 
-def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> list:
+def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> list[dict]:
     """Run ``tasks`` ((specs, the engine of each)) on ``workers`` processes, each taking
-    the next task when free; this process runs its tasks by ``run_here``. Results in task
-    order, alignment states as tensors. ``stream``: the tasks claim fits from this run's
-    shared counter."""
+    the next task when free; this process runs its tasks by ``run_here(task, claim,
+    on_step)``. Each task's results by index, in task order, alignment states as tensors.
+    ``stream``: the tasks claim fits from this run's shared counter."""
     global _runs
     from .models.registry import plugin_paths
 
@@ -270,7 +273,7 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> li
     status = {p: (0, a, 0.0) for p, a in enumerate(active)}
     todo, lock = list(range(len(tasks))), threading.Lock()
     futures: dict[int, Future] = {}
-    results: dict[int, object] = {}
+    results: dict[int, dict] = {}
     failed: list[BaseException] = []
     packed: dict[int, list] = {}  # a stream's tasks share one spec list: pack it once
 
@@ -324,7 +327,7 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> li
                 status[p] = (step, live, best)
                 report()
 
-            results[p] = run_here(p, claim, here) if stream else run_here(p, here)
+            results[p] = run_here(p, claim, here)
             status[p] = (status[p][0], 0, status[p][2])
     finally:
         torch.set_num_threads(threads)
@@ -340,8 +343,5 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> li
         report()
         for p, f in running.items():
             if f.done():
-                out = f.result()
-                states = out.values() if stream else out
-                _state_arrays(list(states), torch.from_numpy)
-                results[p] = out
+                results[p] = _state_arrays(f.result(), torch.from_numpy)
     return [results[p] for p in range(len(tasks))]
