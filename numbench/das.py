@@ -77,6 +77,7 @@ def train_together(runs: list[tuple["Engine", list[FitSpec]]], *, seed: int = 0,
     ``Engine.run`` gives them. On the continuous schedule every trainable fit joins one
     stream (``das_stream``), so a process with room takes the next waiting fit of any run
     and no run waits for the last fit of another; otherwise the runs go one by one.
+    Waiting fits are claimed by ``FitSpec.priority``, highest first, then in order.
     The engines must share their settings."""
     if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
         return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
@@ -90,6 +91,7 @@ def train_together(runs: list[tuple["Engine", list[FitSpec]]], *, seed: int = 0,
         fixed = sorted(set(range(len(specs))) - set(trainable))
         done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None) if fixed else [])))
         jobs += [(r, i) for i in trainable]
+    jobs.sort(key=lambda j: -runs[j[0]][1][j[1]].priority)  # stable: ties keep their order
     streamed = [(runs[r][0], runs[r][1][i]) for r, i in jobs]
     config = runs[0][0].config
     workers = min(config.workers, len(jobs))

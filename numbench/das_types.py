@@ -88,6 +88,10 @@ class FitSpec:
     valid: PairTensors
     test: PairTensors
     seed: int = 0
+    # claim order on the continuous schedule: fits of higher priority start first (ties
+    # in the given order), so a fit likely to run long does not start last and leave one
+    # process training it alone. Order only: a fit's numbers do not depend on when it starts
+    priority: int = 0
 
 
 @dataclass

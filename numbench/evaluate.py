@@ -138,6 +138,17 @@ def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) 
     return cell
 
 
+def _claim_priority(meta: dict) -> int:
+    """Which fits start first on the continuous schedule (order only, never a number), so
+    the longest do not start last: a linear alignment's permuted control rarely reaches the
+    stopping IIA and plateaus late (5,100 steps on average in the committed recurrent
+    results, up to 11,800); a random-init control mostly stops on the failing rule at 1,500
+    steps (1,200–1,600 on average); the other fits average 2,500–2,900."""
+    if meta["control"] == "random_init":
+        return 0
+    return 2 if meta["control"] == "permuted" and meta["alignment"] == "linear" else 1
+
+
 def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
               stage: str) -> list[list[dict]]:
     """runs: (model, site, mode, jobs), jobs (meta, pair sets, pair tensors) per fit; the
@@ -146,7 +157,8 @@ def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
     for model, site, mode, jobs in runs:
         engines.append(Engine(model, site, mode, settings.engine))
         specs.append([FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
-                              seed=_fit_seed(settings.seed, meta["key"])) for meta, _, tensors in jobs])
+                              seed=_fit_seed(settings.seed, meta["key"]),
+                              priority=_claim_priority(meta)) for meta, _, tensors in jobs])
     on_step, n = None, sum(len(s) for s in specs)
     if progress:
         on_step = lambda step, active, best: progress(stage, {"step": step, "active": active,

@@ -277,6 +277,30 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
         config("continuous"), train_precision="fp32")).continuous
 
 
+def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatch):
+    """Fits of higher ``priority`` are claimed first (ties in the given order), and a fit
+    ends where it ends when it starts first, whatever its place in the queue."""
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    priorities = [0, 2, 1, 2, 0]
+    specs = lambda prio: [FitSpec(f"f{i}", ("orthogonal", "linear")[i % 2], 4, tr, va, te,
+                                  seed=i, priority=p if prio else 0) for i, p in enumerate(priorities)]
+    claimed = []
+    make_fits = Engine.make_fits
+    monkeypatch.setattr(Engine, "make_fits", lambda self, s: claimed.extend(x.key for x in s)
+                        or make_fits(self, s))
+    engine = Engine(small_gru, "hidden", config=dataclasses.replace(
+        no_stop(20), workers=1, fits_per_forward=1))
+    got = engine.run(specs(True))
+    assert claimed == ["f1", "f3", "f2", "f0", "f4"]
+    claimed.clear()
+    want = engine.run(specs(False))
+    assert claimed == ["f0", "f1", "f2", "f3", "f4"]
+    assert [r.key for r in got] == [r.key for r in want] == ["f0", "f1", "f2", "f3", "f4"]
+    for x, y in zip(want, got):
+        assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
+        assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
+
+
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
 def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_bf16_model(multi, arch):
     """One fit in flight at a time, so each later fit starts where the previous stopped:
