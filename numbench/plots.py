@@ -1,7 +1,7 @@
 """Pictures of a result (matplotlib, the optional extra ``numbench[plot]``).
 
 Three kinds per result file: IIA against subspace size k per alignment; IIA per site as a
-heatmap (site × variable·alignment); gradience — test IIA by the source's variable value
+heatmap (site × variable·alignment, prefix mode in rows of its own); gradience — test IIA by the source's variable value
 and by the base's count. Each function writes a PNG and returns its path.
 """
 
@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 from .errors import NumbenchError
-from .protocol import RANKED_ALIGNMENTS
+from .protocol import RANKED_ALIGNMENTS, ranked_k
 
 KINDS = ("k", "sites", "gradience")
 COLORS = {"orthogonal": "tab:blue", "linear": "tab:orange", "sd_linear": "tab:green",
@@ -76,19 +76,31 @@ def plot_k(doc: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_sites(doc: dict, path: Path) -> Path:
-    """Heatmap of test IIA at the ranked k: rows sites, columns variable·alignment."""
-    plt = _plt()
-    sites = list(doc["model"]["sites"])
+def site_grid(doc: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], list[list[float]]]:
+    """Test IIA at the ranked k per (site, mode) row and (program, variable, alignment)
+    column: every site in single mode, then, in a ``--sweep`` result, every site in prefix
+    mode (the interchange at every position up to i). NaN where a cell is missing."""
+    sites = doc["model"]["sites"]
+    modes = ["single"] + (["prefix"] if any(c["mode"] == "prefix" for c in doc["cells"]) else [])
+    rows = [(site, mode) for mode in modes for site in sites]
     cols = [(p, v, a) for p, v in _variables(doc) for a in RANKED_ALIGNMENTS]
-    grid = [[float("nan")] * len(cols) for _ in sites]
-    for j, (p, v, a) in enumerate(cols):
-        for c in _main_cells(doc, program=p, variable=v, alignment=a):
-            if c.get("ranked_k") and c["site"] in sites:
-                grid[sites.index(c["site"])][j] = c["test_iia"]
-    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(cols), 2.4 + 0.5 * len(sites)))
+    grid = [[float("nan")] * len(cols) for _ in rows]
+    for c in doc["cells"]:
+        key = (c["program"], c["variable"], c["alignment"])
+        if (c["control"] is None and key in cols and (c["site"], c["mode"]) in rows
+                and c["k"] == ranked_k(sites[c["site"]])):
+            grid[rows.index((c["site"], c["mode"]))][cols.index(key)] = c["test_iia"]
+    return rows, cols, grid
+
+
+def plot_sites(doc: dict, path: Path) -> Path:
+    """Heatmap of test IIA at the ranked k: rows sites (and each site in prefix mode, in a
+    --sweep result), columns variable·alignment."""
+    plt = _plt()
+    rows, cols, grid = site_grid(doc)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(cols), 2.4 + 0.5 * len(rows)))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    for i in range(len(sites)):
+    for i in range(len(rows)):
         for j in range(len(cols)):
             if grid[i][j] == grid[i][j]:
                 ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=7,
@@ -96,7 +108,8 @@ def plot_sites(doc: dict, path: Path) -> Path:
     short = {"orthogonal": "orth", "linear": "lin"}
     ax.set_xticks(range(len(cols)), [f"{p} {v} · {short.get(a, a)}" for p, v, a in cols],
                   fontsize=7, rotation=40, ha="right", rotation_mode="anchor")
-    ax.set_yticks(range(len(sites)), sites)
+    ax.set_yticks(range(len(rows)), [site if mode == "single" else f"{site} · prefix"
+                                     for site, mode in rows])
     fig.colorbar(im, ax=ax, label="test IIA")
     ax.set_title(f"{doc['model']['file']}: IIA per site (k = ranked)")
     return _save(fig, path)

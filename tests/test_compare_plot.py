@@ -65,3 +65,28 @@ def test_plot_rejects_a_tampered_result(submitted_result, tiny_result):
     submitted_result.write_text(json.dumps(doc))
     res = CliRunner().invoke(main, ["plot", str(submitted_result)])
     assert res.exit_code == 2 and "digest mismatch" in res.output
+
+
+def test_site_grid_adds_prefix_rows_for_a_sweep(tiny_model_file, tiny_result):
+    """The sites heatmap's grid: each ranked single-mode cell in its site's row, and in a
+    --sweep result each prefix-mode cell in a row of its own."""
+    import dataclasses
+
+    from evaluate_helpers import TINY_ENGINE
+    from numbench.evaluate import Settings, evaluate
+    from numbench.plots import site_grid
+
+    rows, cols, grid = site_grid(tiny_result)
+    assert rows == [("hidden", "single")] and len(cols) == 10
+    swept = evaluate(tiny_model_file, settings=Settings(sweep=True, engine=dataclasses.replace(
+        TINY_ENGINE, workers=1)))
+    for i, c in enumerate(swept["cells"]):  # distinct values: each must land in its place
+        c["test_iia"] = i / 1000
+    rows, cols, grid = site_grid(swept)
+    assert rows == [("hidden", "single"), ("hidden", "prefix")]
+    for mode, row in (("single", grid[0]), ("prefix", grid[1])):
+        for (program, var, align), value in zip(cols, row):
+            cell = next(c for c in swept["cells"] if c["mode"] == mode and c["control"] is None
+                        and (c["program"], c["variable"], c["alignment"], c["k"])
+                        == (program, var, align, 4))
+            assert value == cell["test_iia"]
