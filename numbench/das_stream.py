@@ -21,10 +21,10 @@ A fit trains exactly as it would alone, whenever it starts:
 Fits come from ``claim(k)``, which hands out up to k indices of the waiting fits: a list
 here, or a counter shared with the worker processes (``das_workers.run_streams``), so a
 process with room takes the next fit whichever process started first. ``train_together``
-queues them by ``FitSpec.priority``, so the fits likely to run longest start first. Fits may belong to
-different engines (another model or site, as evaluate's random-init controls): each step
-runs one forward per engine with fits in flight, so one run's fits fill the places another
-run's leave.
+queues them by ``FitSpec.priority``, so the fits likely to run longest start first. Fits
+may belong to different engines (another model or site, as evaluate's random-init
+controls): each step runs one forward per engine with fits in flight, so one run's fits
+fill the places another run's leave.
 """
 
 from __future__ import annotations

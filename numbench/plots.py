@@ -1,8 +1,9 @@
 """Pictures of a result (matplotlib, the optional extra ``numbench[plot]``).
 
 Three kinds per result file: IIA against subspace size k per alignment; IIA per site as a
-heatmap (site × variable·alignment, prefix mode in rows of its own); gradience — test IIA by the source's variable value
-and by the base's count. Each function writes a PNG and returns its path.
+heatmap (site × variable·alignment, prefix mode in rows of its own); gradience — test IIA
+by the source's variable value and by the base's count. Each function writes a PNG and
+returns its path.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def plot_k(doc: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def site_grid(doc: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], list[list[float]]]:
+def site_grid(doc: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]],
+                                  list[list[float]]]:
     """Test IIA at the ranked k per (site, mode) row and (program, variable, alignment)
     column: every site in single mode, then, in a ``--sweep`` result, every site in prefix
     mode (the interchange at every position up to i). NaN where a cell is missing."""
