@@ -132,6 +132,24 @@ def test_cli_writes_result_atomically_and_prints_json(model_file, tmp_path, monk
     assert not list(out.parent.glob("*.partial")) and not list(out.parent.glob(".*tmp"))
     table = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--quick"])
     assert "QUICK RUN (unranked)" in table.output and "symbol score" in table.output
+    # stderr is no terminal here: progress comes as plain lines, one as each stage starts
+    lines = table.stderr.splitlines()
+    for stage in ("task accuracy", "fidelity gate", "fits and random-init controls at hidden"):
+        assert sum(line.split("] ", 1)[-1].startswith(stage) for line in lines) == 1, lines
+    assert "fits training · best valid IIA" in table.stderr
+
+
+def test_progress_log_prints_each_stage_and_then_once_a_minute(capsys):
+    from numbench.cli.evaluate_cmd import ProgressLog
+
+    now = [0.0]
+    log = ProgressLog(every=60, clock=lambda: now[0])
+    for t, stage in ((0, "gate"), (1, "fits"), (30, "fits"), (62, "fits"), (70, "controls")):
+        now[0] = t
+        log(stage, {"step": t, "fits": 4, "active": 2} if stage != "gate" else {})
+    printed = capsys.readouterr().err.splitlines()
+    assert [p.split("] ")[1].split(":")[0] for p in printed] == ["gate", "fits", "fits", "controls"]
+    assert printed[2].startswith("[    62 s] fits: step 62 · 2/4 fits training")
 
 
 def test_validate_result_rejects_tampering(result):

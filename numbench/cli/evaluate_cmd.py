@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -41,6 +42,29 @@ def result_table(doc: dict) -> Table:
     return table
 
 
+class ProgressLog:
+    """Progress as plain lines, for a stderr that is not a terminal (a batch job's log,
+    ``nohup``), where rich's live bar prints nothing: a line when a stage starts, and one
+    every ``every`` seconds within it."""
+
+    def __init__(self, every: float = 60.0, clock=time.monotonic):
+        self.every, self.clock = every, clock
+        self.start = self.last = clock()
+        self.stage = None
+
+    def __call__(self, stage: str, d: dict) -> None:
+        now = self.clock()
+        if stage == self.stage and now - self.last < self.every:
+            return
+        self.stage, self.last = stage, now
+        line = f"[{now - self.start:6.0f} s] {stage}"
+        if "fits" in d:
+            best = f"{d['best_iia']:.3f}" if "best_iia" in d else "-"
+            line += (f": step {d.get('step', 0)} · {d.get('active', 0)}/{d['fits']} fits training"
+                     f" · best valid IIA {best}")
+        click.echo(line, err=True)
+
+
 @click.command("evaluate")
 @click.argument("model_file", type=click.Path(dir_okay=False))
 @click.option("--task", "task_name", help="Task to evaluate on (default: the model file's task).")
@@ -71,6 +95,7 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, as_
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
                           "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())
+    log = None if stderr.is_terminal else ProgressLog()
     with Progress(*columns, console=stderr, transient=True) as bar:
         row = bar.add_task("loading", total=settings.engine.max_steps, step=0, active=0, fits=0, best="-")
 
@@ -78,6 +103,8 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, as_
             bar.update(row, description=stage, completed=d.get("step", 0), step=d.get("step", "-"),
                        active=d.get("active", 0), fits=d.get("fits", 0),
                        best=f"{d['best_iia']:.3f}" if "best_iia" in d else "-")
+            if log:
+                log(stage, d)
 
         try:
             doc = evaluate(model_file, task_name=task_name, settings=settings,
