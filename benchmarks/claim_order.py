@@ -10,9 +10,9 @@ machine (docs/engine.md). Prints the modelled streaming wall time (the later pro
 end) in evaluate's job order, in claim-priority order (``FitSpec.priority`` as
 ``evaluate._claim_priority`` sets it), with an oracle that knows every fit's length
 (longest first, the first ten dealt in snake order), and with ideal migration of in-flight
-fits between processes on top of the priority order. Real runs take ~20 % longer than the
-model (two processes share caches and memory bandwidth); compare the columns, not the
-absolute figures.
+fits between processes on top of the priority order. Real runs take ~25 % longer than the
+model (preparation and scoring left out; two processes share caches and memory
+bandwidth); compare the columns, not the absolute figures.
 """
 
 from __future__ import annotations
