@@ -21,6 +21,7 @@ valid IIA is kept; its test IIA is reported.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Callable
 
@@ -84,17 +85,21 @@ def train_together(runs: list[tuple["Engine", list[FitSpec]]], *, seed: int = 0,
     from .das_stream import run_stream
 
     release_free_memory()  # what earlier stages freed, before training adds its own
-    done: list[dict[int, FitResult]] = []
-    jobs: list[tuple[int, int]] = []  # (run, spec) of each fit to train
-    for r, (engine, specs) in enumerate(runs):
-        trainable = _trainable(specs)
-        fixed = sorted(set(range(len(specs))) - set(trainable))
-        done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None) if fixed else [])))
-        jobs += [(r, i) for i in trainable]
+    jobs = [(r, i) for r, (_, specs) in enumerate(runs) for i in _trainable(specs)]
     jobs.sort(key=lambda j: -runs[j[0]][1][j[1]].priority)  # stable: ties keep their order
     streamed = [(runs[r][0], runs[r][1][i]) for r, i in jobs]
     config = runs[0][0].config
     workers = min(config.workers, len(jobs))
+    done: list[dict[int, FitResult]] = []
+    from .das_workers import one_thread
+
+    # the untrained fits first; they prepare the pair sets this process's streamed fits
+    # reuse, so with worker processes they run on one thread, as the workers do
+    with one_thread() if workers >= 2 else contextlib.nullcontext():
+        for r, (engine, specs) in enumerate(runs):
+            fixed = sorted(set(range(len(specs))) - set(_trainable(specs)))
+            done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None)
+                                 if fixed else [])))
     if not jobs:
         trained = {}
     elif workers < 2:

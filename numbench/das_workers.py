@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+from contextlib import contextmanager
 import multiprocessing
 import queue
 import sys
@@ -97,6 +98,20 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
+
+
+@contextmanager
+def one_thread():
+    """torch on one thread here, as in every worker process. Whatever this process computes
+    for fits that may train in a worker (their prepared activations above all) must be
+    computed so: some models' float32 runs round differently on two threads (the LSTM's
+    activations by up to 1e-5), and a fit's numbers must not depend on where it trains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _init(progress, claims) -> None:
@@ -319,9 +334,7 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> li
 
     for _ in range(config.workers - 1):
         feed()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one core here, the others for the workers
-    try:
+    with one_thread():  # one core here, the others for the workers
         while (p := take()) is not None:
             def here(step: int, live: int, best: float, p=p) -> None:
                 status[p] = (step, live, best)
@@ -329,8 +342,6 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> li
 
             results[p] = run_here(p, claim, here)
             status[p] = (status[p][0], 0, status[p][2])
-    finally:
-        torch.set_num_threads(threads)
     while len(results) < len(tasks):
         if failed:
             raise failed[0]

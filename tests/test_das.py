@@ -301,6 +301,32 @@ def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatc
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
 
 
+def test_untrained_fits_prepare_on_one_thread_beside_worker_processes(small_gru, multi,
+                                                                    monkeypatch):
+    """On the continuous schedule the untrained fits run first, and the pair sets they
+    prepare are reused by whichever streamed fits train in this process. Worker processes
+    run on one thread, and some models' float32 runs round differently on two (the LSTM's
+    activations by up to 1e-5), so with workers this process prepares on one thread too:
+    a fit's numbers must not depend on which process claimed it."""
+    tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
+    specs = [FitSpec("full", "full", 32, tr, va, te), FitSpec("o", "orthogonal", 4, tr, va, te, seed=1),
+             FitSpec("l", "linear", 4, tr, va, te, seed=2)]
+    seen = []
+    run = Engine._run
+    monkeypatch.setattr(Engine, "_run", lambda self, s, seed, on_step:
+                        seen.append(torch.get_num_threads()) or run(self, s, seed, on_step))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=2)).run(specs)
+        assert seen == [1] and torch.get_num_threads() == 2
+        seen.clear()
+        Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=1)).run(specs)
+        assert seen == [2]  # one process: torch's own threads throughout, as before
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
 def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_bf16_model(multi, arch):
     """One fit in flight at a time, so each later fit starts where the previous stopped:
