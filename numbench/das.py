@@ -21,7 +21,6 @@ valid IIA is kept; its test IIA is reported.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Callable
 
@@ -33,6 +32,7 @@ from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable
 from .das_prepare import Preparer, Split
+from .das_stream import train_together
 from .das_types import (SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS, EngineConfig,
                         FitResult, FitSpec, PairTensors)
 
@@ -69,51 +69,6 @@ def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
 def _trainable(specs: list[FitSpec]) -> list[int]:
     """Indices of the specs whose alignment trains (not ``full`` or ``random``)."""
     return [i for i, s in enumerate(specs) if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
-
-
-def train_together(runs: list[tuple["Engine", list[FitSpec]]], *, seed: int = 0,
-                   on_step: Callable[[int, int, float], None] | None = None
-                   ) -> list[list[FitResult]]:
-    """Several engines' fits (other models, sites or modes) at once: each run's results, as
-    ``Engine.run`` gives them. On the continuous schedule every trainable fit joins one
-    stream (``das_stream``), so a process with room takes the next waiting fit of any run
-    and no run waits for the last fit of another; otherwise the runs go one by one.
-    Waiting fits are claimed by ``FitSpec.priority``, highest first, then in order.
-    The engines must share their settings."""
-    if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
-        return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
-    from .das_stream import run_stream
-
-    release_free_memory()  # what earlier stages freed, before training adds its own
-    jobs = [(r, i) for r, (_, specs) in enumerate(runs) for i in _trainable(specs)]
-    jobs.sort(key=lambda j: -runs[j[0]][1][j[1]].priority)  # stable: ties keep their order
-    streamed = [(runs[r][0], runs[r][1][i]) for r, i in jobs]
-    config = runs[0][0].config
-    workers = min(config.workers, len(jobs))
-    done: list[dict[int, FitResult]] = []
-    from .das_workers import one_thread
-
-    # the untrained fits first; they prepare the pair sets this process's streamed fits
-    # reuse, so with worker processes they run on one thread, as the workers do
-    with one_thread() if workers >= 2 else contextlib.nullcontext():
-        for r, (engine, specs) in enumerate(runs):
-            fixed = sorted(set(range(len(specs))) - set(_trainable(specs)))
-            done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None)
-                                 if fixed else [])))
-    if not jobs:
-        trained = {}
-    elif workers < 2:
-        waiting = list(range(len(jobs)))
-        trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]], seed, on_step)
-    else:
-        from .das_workers import run_streams
-
-        trained = run_streams(streamed, dataclasses.replace(config, workers=workers), seed, on_step,
-                              lambda claim, report: run_stream(streamed, claim, seed, report))
-    for j, result in trained.items():
-        r, i = jobs[j]
-        done[r][i] = result
-    return [[d[i] for i in range(len(specs))] for d, (_, specs) in zip(done, runs)]
 
 
 class Engine:

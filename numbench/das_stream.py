@@ -21,7 +21,7 @@ A fit trains exactly as it would alone, whenever it starts:
 Fits come from ``claim(k)``, which hands out up to k indices of the waiting fits: a list
 here, or a counter shared with the worker processes (``das_workers.run_streams``), so a
 process with room takes the next fit whichever process started first. ``train_together``
-queues them by ``FitSpec.priority``, so the fits likely to run longest start first. Fits
+(below) queues them by ``FitSpec.priority``, so the fits likely to run longest start first. Fits
 may belong to different engines (another model or site, as evaluate's random-init
 controls): each step runs one forward per engine with fits in flight, so one run's fits
 fill the places another run's leave.
@@ -29,6 +29,8 @@ fill the places another run's leave.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -141,3 +143,46 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
             if on_step:
                 on_step(step, sum(f.active for f in live), best)
     return results
+
+
+def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
+                   on_step: Callable[[int, int, float], None] | None = None
+                   ) -> list[list[FitResult]]:
+    """Several engines' fits (other models, sites or modes) at once: each run's results, as
+    ``Engine.run`` gives them. On the continuous schedule every trainable fit joins one
+    stream (``run_stream``), so a process with room takes the next waiting fit of any run
+    and no run waits for the last fit of another; otherwise the runs go one by one.
+    Waiting fits are claimed by ``FitSpec.priority``, highest first, then in order.
+    The engines must share their settings."""
+    if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
+        return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
+    from .das import _trainable
+    from .das_workers import one_thread, run_streams
+
+    release_free_memory()  # what earlier stages freed, before training adds its own
+    trainable = [_trainable(specs) for _, specs in runs]
+    jobs = [(r, i) for r, mine in enumerate(trainable) for i in mine]
+    jobs.sort(key=lambda j: -runs[j[0]][1][j[1]].priority)  # stable: ties keep their order
+    streamed = [(runs[r][0], runs[r][1][i]) for r, i in jobs]
+    config = runs[0][0].config
+    workers = min(config.workers, len(jobs))
+    done: list[dict[int, FitResult]] = []
+    # the untrained fits first; they prepare the pair sets this process's streamed fits
+    # reuse, so with worker processes they run on one thread, as the workers do
+    with one_thread() if workers >= 2 else contextlib.nullcontext():
+        for r, (engine, specs) in enumerate(runs):
+            fixed = sorted(set(range(len(specs))) - set(trainable[r]))
+            done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None)
+                                 if fixed else [])))
+    if not jobs:
+        trained = {}
+    elif workers < 2:
+        waiting = list(range(len(jobs)))
+        trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]], seed, on_step)
+    else:
+        trained = run_streams(streamed, dataclasses.replace(config, workers=workers), seed, on_step,
+                              lambda claim, report: run_stream(streamed, claim, seed, report))
+    for j, result in trained.items():
+        r, i = jobs[j]
+        done[r][i] = result
+    return [[d[i] for i in range(len(specs))] for d, (_, specs) in zip(done, runs)]
