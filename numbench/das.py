@@ -94,10 +94,12 @@ class Engine:
         """The edit of ``n`` pairs of every fit in one forward, rows sorted fit by fit
         (row ``a·n + r`` is pair r of fit a); ``h_src[a]`` is fit a's (n, d) or (n, Ts, d)."""
         A = len(fits)
-        segments: dict[int, tuple[Alignment, object, list[int]]] = {}
+        segments: dict[int, tuple[Alignment, list[int]]] = {}
         for a, f in enumerate(fits):  # fits of one module, with its factors computed once
-            seg = segments.setdefault(id(f.module), (f.module, f.module.factors(), []))
-            seg[2].append(a)
+            segments.setdefault(id(f.module), (f.module, []))[1].append(a)
+        # only the slices of the fits here: a stopped fit's slice costs nothing
+        factors = {key: module.factors_of([fits[a].slot for a in members])
+                   for key, (module, members) in segments.items()}
 
         def edit(h: torch.Tensor, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             """Each fit edits the same m (pair, t) places."""
@@ -110,17 +112,10 @@ class Engine:
                 tt = t.view(A, m)
                 hs = torch.stack([h_src[a][r[a], tt[a]] for a in range(A)])
             outs = []  # members of a segment are consecutive fits, segments in fit order
-            for module, factors, members in segments.values():
+            for key, (module, members) in segments.items():
                 a0, a1 = members[0], members[-1] + 1
                 assert members == list(range(a0, a1)), "fits of a module must be consecutive"
-                slots = [fits[a].slot for a in members]
-                if slots == list(range(module.count)):
-                    outs.append(module.apply(hb[a0:a1], hs[a0:a1], factors))
-                else:  # only some slots are here: zeros elsewhere, keep these
-                    sl = torch.tensor(slots)
-                    zeros = hb.new_zeros(module.count, m, self.d)
-                    outs.append(module.apply(zeros.index_copy(0, sl, hb[a0:a1]),
-                                             zeros.index_copy(0, sl, hs[a0:a1]), factors)[sl])
+                outs.append(module.interchange(hb[a0:a1], hs[a0:a1], factors[key]))
             return torch.cat(outs).reshape(A * m, self.d)
 
         return edit

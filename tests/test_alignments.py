@@ -198,6 +198,42 @@ def test_batched_equals_separate(name):
     torch.testing.assert_close(batch.single(1).projector(), alone[1].projector())
 
 
+@pytest.mark.parametrize("name", KINDS)
+def test_factors_of_some_slices_are_those_slices_bit_for_bit(name):
+    """The engine factorizes only the slices of fits still training (``factors_of``): the
+    same bits, forward and gradient, as factorizing all and keeping those slices."""
+    count, slots = 4, [3, 1]
+    al = make_alignment(name, D, K, count=count, seed=5)
+    if name == "linear":
+        for a in range(count):
+            one = oblique(make_alignment(name, D, K, seed=a), seed=a)
+            al.load_slice(a, one.slice_state(0))
+    hb, hs = pair(len(slots), 6, D)
+    weights = torch.randn(len(slots), 6, D, generator=torch.Generator().manual_seed(3))
+    runs = []
+    for part in (True, False):
+        al.zero_grad(set_to_none=True)
+        if part:
+            out = al.interchange(hb, hs, al.factors_of(slots))
+        else:  # every slice, the others on zeros, then keep these
+            zeros = hb.new_zeros(count, 6, D)
+            where = torch.tensor(slots)
+            out = al.apply(zeros.index_copy(0, where, hb), zeros.index_copy(0, where, hs),
+                           al.factors())[where]
+        if al.trainable:
+            (out * weights).sum().backward()
+        runs.append((out, [p.grad.clone() for p in al.parameters()]))
+    (part_out, part_grads), (all_out, all_grads) = runs
+    assert torch.equal(part_out, all_out)
+    assert not torch.equal(part_out, hb)  # the interchange changed something
+    for g_part, g_all in zip(part_grads, all_grads):
+        assert torch.equal(g_part, g_all)
+        assert g_part[slots].abs().max() > 0 and g_part[[0, 2]].abs().max() == 0
+    full_l, full_r = al.factors()
+    l, r = al.factors_of(slots)
+    assert torch.equal(l, full_l[slots]) and torch.equal(r, full_r[slots])
+
+
 def test_batched_rejects_wrong_leading_dimension():
     al = make_alignment("orthogonal", D, K, count=3)
     hb, hs = pair(4, D)

@@ -93,12 +93,33 @@ class Alignment(nn.Module, ABC):
     def apply(self, h_base: Tensor, h_source: Tensor, factors: Factors) -> Tensor:
         """:meth:`forward` with precomputed ``factors``."""
         self._check_inputs(h_base, h_source)
+        return self.interchange(h_base, h_source, factors)
+
+    def interchange(self, h_base: Tensor, h_source: Tensor, factors: Factors) -> Tensor:
+        """h_b + P (h_s − h_b) for the B alignments whose ``factors`` (B, d, k), (B, k, d)
+        are given, on inputs (B, ..., d) (or (..., d) when B = 1), unchecked: what
+        :meth:`apply` computes, for a subset of the slices too (:meth:`factors_of`)."""
         left, right = factors
         shape = h_base.shape
-        n = h_base.numel() // (self.count * self.d)  # explicit, so N = 0 rows works too
-        diff = (h_source - h_base).reshape(self.count, n, self.d)  # (A, N, d)
-        coords = diff @ right.mT  # (A, N, k): coordinates in the aligned subspace
+        B = left.shape[0]
+        n = h_base.numel() // (B * self.d)  # explicit, so N = 0 rows works too
+        diff = (h_source - h_base).reshape(B, n, self.d)  # (B, N, d)
+        coords = diff @ right.mT  # (B, N, k): coordinates in the aligned subspace
         return h_base + (coords @ left.mT).reshape(shape)
+
+    def factors_of(self, slots: Sequence[int]) -> Factors:
+        """The factors of alignments ``slots`` only, in that order: bit for bit the
+        slices ``slots`` of :meth:`factors` (each slice is factorized on its own). The
+        engine calls it when some fits of a module have stopped, so their slices cost
+        nothing; kinds whose factors are costly override :meth:`_factors_of_subset`."""
+        slots = [int(a) for a in slots]
+        if slots == list(range(self.count)):
+            return self.factors()
+        return self._factors_of_subset(slots)
+
+    def _factors_of_subset(self, slots: list[int]) -> Factors:
+        left, right = self.factors()
+        return left[slots], right[slots]
 
     def projector(self) -> Tensor:
         """P: (d, d) if count == 1, else (A, d, d)."""

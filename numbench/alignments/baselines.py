@@ -27,8 +27,7 @@ class FullAlignment(Alignment):
         eye = torch.eye(self.d).expand(self.count, self.d, self.d)
         return eye, eye
 
-    def apply(self, h_base: Tensor, h_source: Tensor, factors: Factors) -> Tensor:
-        self._check_inputs(h_base, h_source)
+    def interchange(self, h_base: Tensor, h_source: Tensor, factors: Factors) -> Tensor:
         return h_source  # exactly, not h_b + (h_s − h_b), which rounds
 
 

@@ -63,22 +63,18 @@ class LinearAlignment(Alignment):
 
     def log_scale(self) -> Tensor:
         """s: (A, d), each in (−2, 2)."""
-        return LOG_SCALE_BOUND * torch.tanh(self.log_scale_raw)
+        return _log_scale(self.log_scale_raw)
 
     def v(self, x: Tensor | None = None) -> Tensor:
         """V @ x for x (A, d, m), or V itself (A, d, d) orthogonal when x is None."""
-        upper = self.v_skew.triu(1)
-        skew = upper - upper.mT
-        if x is None:
-            x = torch.eye(self.d, dtype=skew.dtype, device=skew.device).expand_as(skew)
-        eye = torch.eye(self.d, dtype=skew.dtype, device=skew.device)
-        return self.v_base @ torch.linalg.solve(eye - skew, x + skew @ x)
+        return _v_times(self.v_skew, self.v_base, x)
 
     def factors(self) -> Factors:
-        u_k, s = self.u_k(), self.log_scale()
-        scaled = torch.cat([u_k * (-s).exp().unsqueeze(-1), u_k * s.exp().unsqueeze(-1)], -1)
-        left, right_t = self.v(scaled).split(self.k, dim=-1)  # V e^−s U_k, V e^s U_k
-        return left, right_t.mT  # M⁻¹[:, :k] (A, d, k), M[:k, :] (A, k, d)
+        return _factors(self.k, self.u_weight, self.log_scale_raw, self.v_skew, self.v_base)
+
+    def _factors_of_subset(self, slots: list[int]) -> Factors:
+        return _factors(self.k, self.u_weight[slots], self.log_scale_raw[slots],
+                        self.v_skew[slots], self.v_base[slots])
 
     def matrix(self) -> Tensor:
         """One full M (A, d, d) with these factors: U_k completed to an orthogonal U (the
@@ -106,3 +102,29 @@ class LinearAlignment(Alignment):
             if v is not None:
                 self.v_base.copy_(v.expand_as(self.v_base))
                 self.v_skew.zero_()
+
+
+# -- the math, on the parameters of any subset of the slices ------------------------------
+
+def _log_scale(raw: Tensor) -> Tensor:
+    return LOG_SCALE_BOUND * torch.tanh(raw)
+
+
+def _v_times(v_skew: Tensor, v_base: Tensor, x: Tensor | None) -> Tensor:
+    """V @ x (or V) for the Cayley parameters ``v_skew`` (A, d, d) around ``v_base``."""
+    upper = v_skew.triu(1)
+    skew = upper - upper.mT
+    d = skew.shape[-1]
+    if x is None:
+        x = torch.eye(d, dtype=skew.dtype, device=skew.device).expand_as(skew)
+    eye = torch.eye(d, dtype=skew.dtype, device=skew.device)
+    return v_base @ torch.linalg.solve(eye - skew, x + skew @ x)
+
+
+def _factors(k: int, u_weight: Tensor, log_scale_raw: Tensor, v_skew: Tensor,
+             v_base: Tensor) -> Factors:
+    """M⁻¹[:, :k] (A, d, k) and M[:k, :] (A, k, d) from the parameters of A slices."""
+    u_k, s = orthonormal_columns(u_weight), _log_scale(log_scale_raw)
+    scaled = torch.cat([u_k * (-s).exp().unsqueeze(-1), u_k * s.exp().unsqueeze(-1)], -1)
+    left, right_t = _v_times(v_skew, v_base, scaled).split(k, dim=-1)  # V e^−s U_k, V e^s U_k
+    return left, right_t.mT

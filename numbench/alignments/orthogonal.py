@@ -42,3 +42,7 @@ class OrthogonalAlignment(Alignment):
     def factors(self) -> Factors:
         q = self.basis()
         return q, q.mT
+
+    def _factors_of_subset(self, slots: list[int]) -> Factors:
+        q = orthonormal_columns(self.weight[slots])
+        return q, q.mT
