@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import atexit
 import importlib
-from contextlib import contextmanager
 import multiprocessing
 import queue
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Callable
 

@@ -89,6 +89,7 @@ def site_grid(doc: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str, st
     grid = [[float("nan")] * len(cols) for _ in rows]
     for c in doc["cells"]:
         key = (c["program"], c["variable"], c["alignment"])
+        # k, not the cell's ranked_k flag: prefix cells are unranked, so it is False there
         if (c["control"] is None and key in cols and (c["site"], c["mode"]) in rows
                 and c["k"] == ranked_k(sites[c["site"]])):
             grid[rows.index((c["site"], c["mode"]))][cols.index(key)] = c["test_iia"]
