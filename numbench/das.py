@@ -30,14 +30,14 @@ import torch.nn.functional as F
 
 from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .memory import release_free_memory
-from .models.contract import NumbenchModel, Resumable
+from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
 from .das_stream import train_together
-from .das_types import (SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS, EngineConfig,
-                        FitResult, FitSpec, PairTensors)
+from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
+                        EngineConfig, FitResult, FitSpec, PairTensors)
 
 __all__ = ["Engine", "train_together", "EngineConfig", "FitResult", "FitSpec", "PairTensors",
-           "SCHEDULES", "SPEED_ONLY", "TRAIN_KERNELS", "TRAIN_PRECISIONS"]
+           "CAUSAL_TRAINING", "SCHEDULES", "SPEED_ONLY", "TRAIN_KERNELS", "TRAIN_PRECISIONS"]
 
 
 class _Fit:
@@ -53,14 +53,23 @@ class _Fit:
         self.engine: Engine | None = None  # set by Engine.make_fits
 
 
-def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
+def _needs(data: list[Split], idx: torch.Tensor) -> torch.Tensor:
+    """(A, n): one past pair ``idx[a, r]``'s last scored place or its interchange, whichever
+    is later; a causal model's forward of the pair needs no token after it."""
+    return torch.stack([torch.maximum((dat.scored[i] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
+                                      dat.pos[i] + 1) for dat, i in zip(data, idx)])
+
+
+def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: bool = False):
     """Batch places of ``idx`` (A, n) — fit a's pair ``idx[a, r]`` at place r — in up to
-    ``groups`` groups of similar length, as (places, width): a pair's length is one past
-    its last scored place or its interchange, whichever is later, and a place's the longest
-    of its fits' pairs. Forwards then skip the padding of short rows, which is most of the
-    work on tasks whose sequences vary in length."""
-    need = torch.stack([torch.maximum((dat.scored[i] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
-                                      dat.pos[i] + 1) for dat, i in zip(data, idx)]).amax(0)
+    ``groups`` groups of similar length, as (places, width): a place's length is the
+    longest of its fits' pairs' (``_needs``; with ``tail``, counted from the interchange).
+    Forwards then skip the padding of short rows, which is most of the work on tasks whose
+    sequences vary in length."""
+    need = _needs(data, idx)
+    if tail:
+        need = need - torch.stack([dat.pos[i] for dat, i in zip(data, idx)])
+    need = need.amax(0)
     order = torch.argsort(need, stable=True)
     return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, idx.shape[1]))
             if len(g)]
@@ -84,6 +93,9 @@ class Engine:
         self.d = model.sites[site]
         self.fast = (mode == "single" and isinstance(model, Resumable)
                      and site in model.state_sites)
+        # a training step from the interchange on (TailRunnable) where the fast path is not
+        self.tail = (not self.fast and mode == "single" and isinstance(model, TailRunnable)
+                     and self.config.causal_training == "tail")
         self._prepared = Preparer(model, site, mode, self.fast)
 
     def prepare(self, pairs: PairTensors) -> Split:
@@ -127,8 +139,13 @@ class Engine:
         idx = idx.expand(A, -1) if idx.dim() == 1 else idx
         n = idx.shape[1]
         data = [f.splits[split] for f in fits]
+        tail = self.tail and torch.is_grad_enabled()  # training only: scoring runs whole rows
         if self.fast:
             logits, targets, row = self._resumed(fits, data, idx)
+        elif tail:  # rows of similar length from the interchange on together
+            parts = [self._run_tail(fits, data, idx, group, length)
+                     for group, length in _length_groups(data, idx, tail=True)]
+            logits, targets, row = (torch.cat(x) for x in zip(*parts))
         else:  # rows of similar length together, each group cut after its last scored place
             parts = [self._run_cut(fits, data, idx, group, width)
                      for group, width in _length_groups(data, idx)]
@@ -143,6 +160,11 @@ class Engine:
             total = total + torch.stack([dat.prefix_ce[i].sum() for dat, i in zip(data, idx)])
             count = count + torch.stack([dat.prefix_n[i].sum() for dat, i in zip(data, idx)]).float()
             correct = correct & torch.stack([dat.prefix_ok[i] for dat, i in zip(data, idx)])
+        if tail:  # the places before i carry no gradient, so their loss is left out; the
+            # mean still divides by all of a pair's scored places, as the whole run's does.
+            # Correctness would need them too: a training step does not read it
+            count = torch.stack([dat.scored[i].sum() for dat, i in zip(data, idx)]).float()
+            correct = None
         return total / count.clamp(min=1), correct
 
     def _resumed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
@@ -187,6 +209,31 @@ class Engine:
         targets = cut(rows("targets"), 0)[select]
         local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
         return logits, targets, (local // g) * n + group[local % g]
+
+    def _run_tail(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
+                  group: torch.Tensor, length: int):
+        """Training path of a ``TailRunnable`` model for places ``group`` of ``idx`` (A, n):
+        logits from each row's interchange position on, ``length`` places; the edit is
+        applied to the cached base activations, outside any autocast. Returns logits,
+        targets and rows in the A·n layout of ``idx``, as ``_run_cut``."""
+        (A, n), g = idx.shape, len(group)
+        subs = idx[:, group]
+        rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, subs)]
+        pos = torch.cat(rows("pos"))
+        new = self._edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
+        width = int(_needs(data, subs).max())
+        cut = lambda xs, v: torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
+                                       for x in xs])
+        places = pos[:, None] + torch.arange(length)[None, :]
+        inside = places < width
+        places = places.clamp(max=width - 1)
+        select = cut(rows("scored"), False).gather(1, places) & inside
+        low = self.config.train_precision == "bf16" and self.model.bf16_training
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            logits = self.model.run_tail(cut(rows("ids"), 0), self.site, pos, new, length)
+        targets = cut(rows("targets"), 0).gather(1, places)[select]
+        local = select.nonzero(as_tuple=True)[0]
+        return logits[select].float(), targets, (local // g) * n + group[local % g]
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
         """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .models.contract import NumbenchModel
-from .models.recurrent import left_align
+from .models.contract import left_align
 
 if TYPE_CHECKING:
     from .das import PairTensors

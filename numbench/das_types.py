@@ -56,6 +56,11 @@ class EngineConfig:
     # needs bf16 training products (a fit's arithmetic then does not depend on which fits
     # share its forward); otherwise the engine steps in lockstep.
     schedule: str = "continuous"
+    # a training step of a causal model that is not restartable (the transformer): "tail"
+    # runs its run_tail (models/contract.py), with gradient only from each row's
+    # interchange position on, its products in bf16 under train_precision "bf16" where the
+    # model declares bf16_training; "full" runs the model's whole forward in float32
+    causal_training: str = "tail"
 
     def __post_init__(self):
         if self.workers < 1:
@@ -63,7 +68,8 @@ class EngineConfig:
         if self.train_precision not in TRAIN_PRECISIONS:
             raise ValueError(f"train_precision must be one of {', '.join(TRAIN_PRECISIONS)}, "
                              f"not '{self.train_precision}'")
-        for name, allowed in (("train_kernels", TRAIN_KERNELS), ("schedule", SCHEDULES)):
+        for name, allowed in (("train_kernels", TRAIN_KERNELS), ("schedule", SCHEDULES),
+                              ("causal_training", CAUSAL_TRAINING)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
                                  f"not '{getattr(self, name)}'")
@@ -72,11 +78,12 @@ class EngineConfig:
 TRAIN_PRECISIONS = ("bf16", "fp32")
 TRAIN_KERNELS = ("fused", "autograd")
 SCHEDULES = ("continuous", "lockstep")
-# engine settings that change only speed (and, for train_precision and train_kernels, a
-# training step's rounding — shown to leave IIA unchanged within the protocol's ±0.02);
-# never the budget
+CAUSAL_TRAINING = ("tail", "full")
+# engine settings that change only speed (and, for train_precision, train_kernels and
+# causal_training, a training step's rounding — shown to leave IIA unchanged within the
+# protocol's ±0.02); never the budget
 SPEED_ONLY = ("eval_chunk", "fits_per_forward", "train_precision", "workers", "train_kernels",
-              "schedule")
+              "schedule", "causal_training")
 
 
 @dataclass

@@ -72,7 +72,7 @@ class Settings:
         """The settings a result recorded (its ``settings`` key)."""
         # written before these existed: replay the behaviour of their time
         legacy = {"train_precision": "fp32", "workers": 1, "train_kernels": "autograd",
-                  "schedule": "lockstep"}
+                  "schedule": "lockstep", "causal_training": "full"}
         return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"],
                    engine=EngineConfig(**(legacy | d["engine"])))
 

@@ -41,7 +41,8 @@ PROTOCOL = {
     "random_init_seed": RANDOM_INIT_SEED,
     # speed-only settings are left out (the later ones were added after version 1's digest)
     "engine": {k: v for k, v in asdict(EngineConfig()).items()
-               if k not in ("train_precision", "workers", "train_kernels", "schedule")}
+               if k not in ("train_precision", "workers", "train_kernels", "schedule",
+                            "causal_training")}
               | {"eval_chunk": None, "fits_per_forward": None},
     "best_site": "highest valid IIA per (program, variable, alignment); test IIA reported",
     "gate_tolerance": 1e-5,

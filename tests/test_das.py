@@ -147,15 +147,42 @@ def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
     assert len(groups) == 4 and min(w for _, w in groups) < te.cf_ids.shape[1]  # real cuts
     specs = lambda: [FitSpec("a", "linear", 4, tr, va, te, seed=1),
                      FitSpec("b", "random", 4, tr, va, te, seed=2)]
-    grouped = Engine(model, "embed", config=no_stop(10)).run(specs())
+    config = dataclasses.replace(no_stop(10), causal_training="full")  # the cut path trains too
+    grouped = Engine(model, "embed", config=config).run(specs())
     whole = lambda data, idx: [(torch.arange(idx.shape[1]), data[0].ids.shape[1])]
     monkeypatch.setattr(das, "_length_groups", whole)
-    plain = Engine(model, "embed", config=no_stop(10)).run(specs())
+    plain = Engine(model, "embed", config=config).run(specs())
     for g, p in zip(grouped, plain):
         assert g.valid_loss == pytest.approx(p.valid_loss, rel=1e-4)
         assert (g.test_correct == p.test_correct).all()
     rand = make_alignment("random", model.sites["embed"], 4, seed=2)
     assert grouped[1].test_iia == pytest.approx(plain_iia(model, "embed", rand, te), abs=1e-6)
+
+
+@pytest.mark.parametrize("site", ["embed", "block0", "block1"])
+def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
+    """A transformer's training step from the interchange on (causal_training "tail")
+    against its whole forward ("full"): the same gradient of every fit's alignment in
+    float32, close in bf16; fits of two pair sets and two kinds share the step."""
+    from models_helpers import tiny
+
+    model = tiny("transformer", multi)
+    one = data(multi, "up_down", "count", n_train=256, n_eval=64)
+    other = data(multi, "up_up", "phase", n_train=256, n_eval=64)
+    specs = [FitSpec("a", "linear", 4, *one, seed=1), FitSpec("b", "orthogonal", 4, *other, seed=2),
+             FitSpec("c", "orthogonal", 4, *one, seed=3)]
+    grads = {}
+    for how, precision in (("full", "fp32"), ("tail", "fp32"), ("tail", "bf16")):
+        engine = Engine(model, site, config=EngineConfig(causal_training=how, train_precision=precision))
+        assert engine.tail == (how == "tail")
+        fits = engine.make_fits(specs)
+        engine.train_step(fits, torch.arange(0, 256, 2))
+        modules = {id(f.module): f.module for f in fits}.values()
+        grads[how, precision] = torch.cat([p.grad.flatten() for m in modules for p in m.parameters()])
+    want = grads["full", "fp32"]
+    assert want.abs().max() > 0
+    assert (grads["tail", "fp32"] - want).abs().max() <= 1e-4 * want.abs().max()
+    assert 0 < (grads["tail", "bf16"] - want).norm() <= 0.1 * want.norm()
 
 
 def test_stopping_rules(small_gru, multi):

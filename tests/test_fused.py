@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from models_helpers import tiny
-from numbench.models.recurrent import left_align
+from numbench.models.contract import left_align
 from numbench.sequences import generate
 
 

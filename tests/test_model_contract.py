@@ -91,6 +91,36 @@ def test_resume_restarts_from_an_edited_state_without_the_prefix(arch, multi, id
         assert 0 < (low.float() - packed).abs().max() <= 0.05 * packed.abs().max()
 
 
+@pytest.mark.parametrize("site", ["embed", "block0", "block1"])
+def test_run_tail_is_the_edited_run_from_the_interchange_on(multi, ids, site):
+    """run_tail against the model's own edited forward: the same logits from pos on, the
+    same gradient into the new activation; rows that share a head share it exactly."""
+    model = tiny("transformer", multi)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ids = torch.cat([ids, ids[:2]])  # rows 6, 7 repeat rows 0, 1: shared heads
+    pos = torch.tensor([3, 1, 2, 6, 5, 4, 3, 2])
+    new = torch.randn(len(ids), model.sites[site], requires_grad=True)
+    T, length = ids.shape[1], 9
+    whole = model.run(ids, site, pos, lambda h, r, t: new[r], "single")
+    tail = model.run_tail(ids, site, pos, new, length)
+    assert tail.shape == (len(ids), length, len(multi.vocabulary))
+    places = pos[:, None] + torch.arange(length)[None, :]
+    inside = (places < T)[..., None]
+    want = whole.gather(1, places.clamp(max=T - 1)[..., None].expand(-1, -1, whole.shape[-1]))
+    assert ((tail - want).abs() * inside).max() <= 1e-5
+    weights = torch.randn(want.shape) * inside
+    g_whole, = torch.autograd.grad((want * weights).sum(), new)
+    g_tail, = torch.autograd.grad((tail * weights).sum(), new)
+    assert (g_tail - g_whole).abs().max() <= 1e-5 * g_whole.abs().max()
+    assert g_whole.abs().max() > 0  # the weights reached the edit (non-vacuous)
+    plain = model.run(ids).gather(1, places.clamp(max=T - 1)[..., None].expand(-1, -1, whole.shape[-1]))
+    assert ((tail - plain).abs() * inside).max() > 1e-3  # the edit changed the tail
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 training step: close
+        low = model.run_tail(ids, site, pos, new, length)
+    assert 0 < ((low.float() - want).abs() * inside).max() <= 0.05 * want.abs().max()
+
+
 def test_lstm_site_sequence_matches_cell_loop(multi, ids):
     model = tiny("lstm", multi)
     seq = model.activations(ids, "hidden")

@@ -15,7 +15,9 @@ reflects the edits before t.
 
 Recurrent models also implement :class:`Resumable`: a site that *is* the whole recurrent
 state can be restarted from an edited state without recomputing the prefix. That is what
-makes alignment training fast (the engine caches everything else).
+makes alignment training fast (the engine caches everything else). A causal model (the
+transformer) may implement :class:`TailRunnable` instead: a training step then computes
+with gradient only the positions from the interchange on.
 """
 
 from __future__ import annotations
@@ -101,6 +103,36 @@ class Resumable(ABC):
         descending order; rows are then not run past their length. ``fused`` (only passed
         to a model declaring ``fused_training``, only in a training step): its gradient may
         come from a hand-written backward, equal to autograd's up to float rounding."""
+
+
+class TailRunnable(ABC):
+    """A causal model that can compute a single-position interchange's logits from the
+    interchange position on, the positions before it without gradient."""
+
+    #: True when ``run_tail`` keeps its residual stream in float32 under CPU
+    #: ``autocast(bfloat16)`` (only matrix products drop to bf16): a training step may then
+    #: run it in bf16 (``EngineConfig.train_precision``). Scoring never is.
+    bf16_training: ClassVar[bool] = False
+
+    @abstractmethod
+    def run_tail(self, ids: torch.Tensor, site: str, pos: torch.Tensor, new: torch.Tensor,
+                 length: int) -> torch.Tensor:
+        """Logits (B, length, V) at positions ``pos[b] .. pos[b] + length - 1`` of row b
+        of ``run(ids, site, pos, edit, "single")``, where ``edit`` puts ``new[b]`` (B, d) at
+        (b, pos[b]); positions past the end of ``ids`` (B, T) are padding. Only a training
+        step calls it: the positions before ``pos[b]``, which no interchange at ``pos[b]``
+        can change, may be computed without gradient and once for rows that share them."""
+
+
+def left_align(ids: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Row b of the result is ids[b, start[b]:], left-aligned; (B, S) with S = T - min(start).
+
+    Positions past a row's end repeat its last token; callers never read them.
+    """
+    B, T = ids.shape
+    S = max(T - int(start.min()), 0)
+    idx = (start[:, None] + torch.arange(S, device=ids.device)[None, :]).clamp(max=T - 1)
+    return ids.gather(1, idx)
 
 
 def edit_positions(x: torch.Tensor, pos: torch.Tensor, edit: Edit, mode: str) -> torch.Tensor:

@@ -21,18 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .contract import Edit
-
-
-def left_align(ids: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """Row b of the result is ids[b, start[b]:], left-aligned; (B, S) with S = T - min(start).
-
-    Positions past a row's end repeat its last token; callers never read them.
-    """
-    B, T = ids.shape
-    S = max(T - int(start.min()), 0)
-    idx = (start[:, None] + torch.arange(S, device=ids.device)[None, :]).clamp(max=T - 1)
-    return ids.gather(1, idx)
+from .contract import Edit, left_align
 
 
 class RecurrentRunner:

@@ -6,6 +6,10 @@ Sites: ``embed`` (token embeddings) and ``blockL`` (the residual stream after bl
 of width d. Without positional embeddings the only position signal is RoPE's relative one,
 which is why reference training adds voids: otherwise the count could be read off where
 ``T`` sits.
+
+A training step of alignment search runs :meth:`TransformerModel.run_tail`: the positions
+before each row's interchange (its *head*) without gradient, once for rows that share them,
+and with gradient only the positions from the interchange on (its *tail*), left-aligned.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .contract import Edit, NumbenchModel, edit_positions
+from .contract import Edit, NumbenchModel, TailRunnable, edit_positions, left_align
 from .registry import register_architecture
 
 
@@ -29,12 +33,18 @@ class TransformerConfig:
     rope_base: float = 10000.0
 
 
-def rope(x: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary position embedding on (B, H, T, dh): rotate feature pairs by angle t·θ_k."""
+def rope(x: torch.Tensor, base: float, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotary position embedding on (B, H, T, dh): rotate feature pairs by angle t·θ_k, t
+    the position: 0..T-1, or ``positions`` (B, T) per row. Angles are float32 whatever x's
+    dtype (a bf16 angle of position 60 would be off by a quarter turn)."""
     T, dh = x.shape[-2], x.shape[-1]
-    inv = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=x.dtype) / dh)  # (dh/2,)
-    ang = torch.arange(T, device=x.device, dtype=x.dtype)[:, None] * inv[None, :]  # (T, dh/2)
-    cos, sin = ang.cos().repeat(1, 2), ang.sin().repeat(1, 2)  # (T, dh)
+    inv = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)  # (dh/2,)
+    if positions is None:
+        positions = torch.arange(T, device=x.device)
+    ang = positions.float()[..., None] * inv  # (T, dh/2) or (B, T, dh/2)
+    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)  # (..., T, dh)
+    if ang.dim() == 3:  # per row: broadcast over heads
+        cos, sin = cos[:, None], sin[:, None]
     x1, x2 = x[..., : dh // 2], x[..., dh // 2 :]
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
@@ -51,22 +61,51 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.d_model, c.d_mlp), nn.GELU(),
                                  nn.Linear(c.d_mlp, c.d_model))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, d)
+    def _qkv(self, x: torch.Tensor, positions: torch.Tensor | None = None):
+        """Queries, keys and values (B, H, T, dh) of x (B, T, d), RoPE at ``positions``."""
         B, T, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         heads = lambda z: z.view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2)
-        q, k, v = heads(q), heads(k), heads(v)  # (B, H, T, dh)
-        q, k = rope(q, self.rope_base), rope(k, self.rope_base)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        q, k, v = heads(q), heads(k), heads(v)
+        return rope(q, self.rope_base, positions), rope(k, self.rope_base, positions), v
+
+    def _finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
         x = x + self.proj(a.transpose(1, 2).reshape(B, T, d))
         return x + self.mlp(self.ln2(x))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T, d)
+        q, k, v = self._qkv(x)
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, H, T, dh) of x (B, T, d) at positions 0..T-1."""
+        return self._qkv(x)[1:]
+
+    def tail(self, x: torch.Tensor, positions: torch.Tensor, head_k: torch.Tensor,
+             head_v: torch.Tensor, head_mask: torch.Tensor) -> torch.Tensor:
+        """The block on tails x (B, S, d) at ``positions`` (B, S), consecutive per row; the
+        rows' earlier positions enter as keys and values (B, H, P, dh), those set in
+        ``head_mask`` (B, P) only."""
+        q, k, v = self._qkv(x, positions)
+        S = x.shape[1]
+        causal = torch.ones(S, S, dtype=torch.bool, device=x.device).tril()
+        mask = torch.cat([head_mask[:, None, :].expand(-1, S, -1),
+                          causal.expand(len(x), S, S)], dim=-1)[:, None]  # (B, 1, S, P + S)
+        k, v = torch.cat([head_k.to(k.dtype), k], 2), torch.cat([head_v.to(v.dtype), v], 2)
+        # by hand: at these sizes torch's fused CPU attention with a mask is ~5x slower
+        # (its backward above all); the arithmetic is the same up to rounding
+        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        a = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+        return self._finish(x, a)
+
 
 @register_architecture
-class TransformerModel(NumbenchModel):
+class TransformerModel(NumbenchModel, TailRunnable):
     arch = "transformer"
     family = "transformer"
     Config = TransformerConfig
+    bf16_training = True  # the residual stream adds bf16 products into float32
 
     def __init__(self, config: TransformerConfig, vocabulary):
         super().__init__(config, vocabulary)
@@ -103,3 +142,29 @@ class TransformerModel(NumbenchModel):
     def activations(self, ids, site):
         self.check_site(site)
         return self._stream(ids, stop_at=site)
+
+    def run_tail(self, ids, site, pos, new, length):
+        self.check_site(site)
+        at = list(self.sites).index(site)  # the interchange goes in before block ``at``
+        P = int(pos.max())
+        before = torch.arange(P, device=ids.device)[None, :] < pos[:, None]  # (B, P)
+        # heads: the tokens before pos, which rows of one base share (-1 pads a short head)
+        heads, head_of = torch.unique(torch.where(before, ids[:, :P], -1), dim=0,
+                                      return_inverse=True)
+        with torch.no_grad():
+            xh = self.embed(heads.clamp(min=0))  # (U, P, d); padding is masked out below
+        x = self.embed(left_align(ids, pos)[:, :length])  # (B, length, d) from pos on
+        if x.shape[1] < length:  # a tail past the end of ids: padding, never read
+            x = F.pad(x, (0, 0, 0, length - x.shape[1]))
+        positions = pos[:, None] + torch.arange(length, device=ids.device)[None, :]
+        for k, block in enumerate(self.blocks):
+            if k == at:
+                x = torch.cat([new[:, None].to(x.dtype), x[:, 1:]], dim=1)
+            with torch.no_grad():
+                head_k, head_v = block.keys_values(xh)
+                if k + 1 < len(self.blocks):
+                    xh = block(xh)
+            x = block.tail(x, positions, head_k[head_of], head_v[head_of], before)
+        if at == len(self.blocks):
+            x = torch.cat([new[:, None].to(x.dtype), x[:, 1:]], dim=1)
+        return self.unembed(self.ln_f(x))
