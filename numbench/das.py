@@ -142,9 +142,12 @@ class Engine:
         tail = self.tail and torch.is_grad_enabled()  # training only: scoring runs whole rows
         if self.fast:
             logits, targets, row = self._resumed(fits, data, idx)
-        elif tail:  # rows of similar length from the interchange on together
-            parts = [self._run_tail(fits, data, idx, group, length)
-                     for group, length in _length_groups(data, idx, tail=True)]
+        elif tail:  # rows of similar length from the interchange on together, no further
+            # than an edit at the site reaches (past it, nothing carries gradient)
+            reach = self.model.tail_reach(self.site)
+            groups = (_length_groups(data, idx, tail=True) if reach is None
+                      else [(torch.arange(idx.shape[1]), reach)])
+            parts = [self._run_tail(fits, data, idx, group, length) for group, length in groups]
             logits, targets, row = (torch.cat(x) for x in zip(*parts))
         else:  # rows of similar length together, each group cut after its last scored place
             parts = [self._run_cut(fits, data, idx, group, width)

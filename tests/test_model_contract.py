@@ -116,6 +116,11 @@ def test_run_tail_is_the_edited_run_from_the_interchange_on(multi, ids, site):
     assert g_whole.abs().max() > 0  # the weights reached the edit (non-vacuous)
     plain = model.run(ids).gather(1, places.clamp(max=T - 1)[..., None].expand(-1, -1, whole.shape[-1]))
     assert ((tail - plain).abs() * inside).max() > 1e-3  # the edit changed the tail
+    reach = model.tail_reach(site)  # the last residual stream reaches its own position only
+    assert reach == (1 if site == "block1" else None)
+    if reach is not None:
+        assert ((tail - plain).abs() * inside)[:, reach:].max() <= 1e-5
+        assert (model.run_tail(ids, site, pos, new, reach) - want[:, :reach]).abs().max() <= 1e-5
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 training step: close
         low = model.run_tail(ids, site, pos, new, length)
     assert 0 < ((low.float() - want).abs() * inside).max() <= 0.05 * want.abs().max()

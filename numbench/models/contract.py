@@ -123,6 +123,12 @@ class TailRunnable(ABC):
         step calls it: the positions before ``pos[b]``, which no interchange at ``pos[b]``
         can change, may be computed without gradient and once for rows that share them."""
 
+    def tail_reach(self, site: str) -> int | None:
+        """How many positions from i an interchange at ``site`` and position i can change
+        (None: all later ones). The engine asks ``run_tail`` for no more: the rest carry no
+        gradient. A transformer's last residual stream reaches its own position only."""
+        return None
+
 
 def left_align(ids: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """Row b of the result is ids[b, start[b]:], left-aligned; (B, S) with S = T - min(start).

@@ -143,9 +143,14 @@ class TransformerModel(NumbenchModel, TailRunnable):
         self.check_site(site)
         return self._stream(ids, stop_at=site)
 
+    def tail_reach(self, site):
+        return 1 if site == list(self.sites)[-1] else None  # only ln_f and unembed follow
+
     def run_tail(self, ids, site, pos, new, length):
         self.check_site(site)
         at = list(self.sites).index(site)  # the interchange goes in before block ``at``
+        if at == len(self.blocks) and length == 1:  # nothing but the readout of new
+            return self.unembed(self.ln_f(new[:, None]))
         P = int(pos.max())
         before = torch.arange(P, device=ids.device)[None, :] < pos[:, None]  # (B, P)
         # heads: the tokens before pos, which rows of one base share (-1 pads a short head)
