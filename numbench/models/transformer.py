@@ -33,18 +33,20 @@ class TransformerConfig:
     rope_base: float = 10000.0
 
 
-def rope(x: torch.Tensor, base: float, positions: torch.Tensor | None = None) -> torch.Tensor:
-    """Rotary position embedding on (B, H, T, dh): rotate feature pairs by angle t·θ_k, t
-    the position: 0..T-1, or ``positions`` (B, T) per row. Angles are float32 whatever x's
-    dtype (a bf16 angle of position 60 would be off by a quarter turn)."""
+def rotation(positions: torch.Tensor, dh: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin (T, dh) at ``positions`` (T,), or (B, 1, T, dh) at (B, T): feature
+    pair k turns by angle t·θ_k. Float32 whatever the activations' dtype (a bf16 angle of
+    position 60 would be off by a quarter turn)."""
+    inv = base ** (-torch.arange(0, dh, 2, device=positions.device, dtype=torch.float32) / dh)
+    ang = positions.float()[..., None] * inv  # (..., T, dh/2)
+    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
+    return (cos[:, None], sin[:, None]) if ang.dim() == 3 else (cos, sin)  # per row: over heads
+
+
+def rope(x: torch.Tensor, base: float, rot: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Rotary position embedding on (B, H, T, dh), at positions 0..T-1 or by ``rot``."""
     T, dh = x.shape[-2], x.shape[-1]
-    inv = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)  # (dh/2,)
-    if positions is None:
-        positions = torch.arange(T, device=x.device)
-    ang = positions.float()[..., None] * inv  # (T, dh/2) or (B, T, dh/2)
-    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)  # (..., T, dh)
-    if ang.dim() == 3:  # per row: broadcast over heads
-        cos, sin = cos[:, None], sin[:, None]
+    cos, sin = rot or rotation(torch.arange(T, device=x.device), dh, base)
     x1, x2 = x[..., : dh // 2], x[..., dh // 2 :]
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
@@ -61,13 +63,14 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.d_model, c.d_mlp), nn.GELU(),
                                  nn.Linear(c.d_mlp, c.d_model))
 
-    def _qkv(self, x: torch.Tensor, positions: torch.Tensor | None = None):
-        """Queries, keys and values (B, H, T, dh) of x (B, T, d), RoPE at ``positions``."""
+    def _qkv(self, x: torch.Tensor, rot=None):
+        """Queries, keys and values (B, H, T, dh) of x (B, T, d), RoPE by ``rot``
+        (``rotation``; None: positions 0..T-1)."""
         B, T, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         heads = lambda z: z.view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2)
         q, k, v = heads(q), heads(k), heads(v)
-        return rope(q, self.rope_base, positions), rope(k, self.rope_base, positions), v
+        return rope(q, self.rope_base, rot), rope(k, self.rope_base, rot), v
 
     def _finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         B, T, d = x.shape
@@ -82,12 +85,12 @@ class Block(nn.Module):
         """Keys and values (B, H, T, dh) of x (B, T, d) at positions 0..T-1."""
         return self._qkv(x)[1:]
 
-    def tail(self, x: torch.Tensor, positions: torch.Tensor, head_k: torch.Tensor,
-             head_v: torch.Tensor, head_mask: torch.Tensor) -> torch.Tensor:
-        """The block on tails x (B, S, d) at ``positions`` (B, S), consecutive per row; the
-        rows' earlier positions enter as keys and values (B, H, P, dh), those set in
-        ``head_mask`` (B, P) only."""
-        q, k, v = self._qkv(x, positions)
+    def tail(self, x: torch.Tensor, rot, head_k: torch.Tensor, head_v: torch.Tensor,
+             head_mask: torch.Tensor) -> torch.Tensor:
+        """The block on tails x (B, S, d) at consecutive positions per row, rotated by
+        ``rot`` (``rotation`` of (B, S)); the rows' earlier positions enter as keys and
+        values (B, H, P, dh), those set in ``head_mask`` (B, P) only."""
+        q, k, v = self._qkv(x, rot)
         S = x.shape[1]
         causal = torch.ones(S, S, dtype=torch.bool, device=x.device).tril()
         mask = torch.cat([head_mask[:, None, :].expand(-1, S, -1),
@@ -162,6 +165,7 @@ class TransformerModel(NumbenchModel, TailRunnable):
         if x.shape[1] < length:  # a tail past the end of ids: padding, never read
             x = F.pad(x, (0, 0, 0, length - x.shape[1]))
         positions = pos[:, None] + torch.arange(length, device=ids.device)[None, :]
+        rot = rotation(positions, self.config.d_model // self.config.n_heads, self.config.rope_base)
         for k, block in enumerate(self.blocks):
             if k == at:
                 x = torch.cat([new[:, None].to(x.dtype), x[:, 1:]], dim=1)
@@ -169,7 +173,7 @@ class TransformerModel(NumbenchModel, TailRunnable):
                 head_k, head_v = block.keys_values(xh)
                 if k + 1 < len(self.blocks):
                     xh = block(xh)
-            x = block.tail(x, positions, head_k[head_of], head_v[head_of], before)
+            x = block.tail(x, rot, head_k[head_of], head_v[head_of], before)
         if at == len(self.blocks):
             x = torch.cat([new[:, None].to(x.dtype), x[:, 1:]], dim=1)
         return self.unembed(self.ln_f(x))
