@@ -75,6 +75,11 @@ def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: 
             if len(g)]
 
 
+def _cut(xs: list[torch.Tensor], width: int, value) -> torch.Tensor:
+    """Rows of ``xs`` (each (n_a, T_a)) stacked, cut or padded with ``value`` to ``width``."""
+    return torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=value)[:, :width] for x in xs])
+
+
 def _trainable(specs: list[FitSpec]) -> list[int]:
     """Indices of the specs whose alignment trains (not ``full`` or ``random``)."""
     return [i for i, s in enumerate(specs) if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
@@ -204,12 +209,11 @@ class Engine:
         subs = idx[:, group]
         rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, subs)]
         edit = self._edit(fits, rows("h_src"), g)
-        cut = lambda xs, v: torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
-                                       for x in xs])
-        select = cut(rows("scored"), False)
-        logits = self.model.run(cut(rows("ids"), 0), self.site, torch.cat(rows("pos")), edit,
+        cut = lambda name, v: _cut(rows(name), width, v)
+        select = cut("scored", False)
+        logits = self.model.run(cut("ids", 0), self.site, torch.cat(rows("pos")), edit,
                                 self.mode)[select]
-        targets = cut(rows("targets"), 0)[select]
+        targets = cut("targets", 0)[select]
         local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
         return logits, targets, (local // g) * n + group[local % g]
 
@@ -225,16 +229,15 @@ class Engine:
         pos = torch.cat(rows("pos"))
         new = self._edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
         width = int(_needs(data, subs).max())
-        cut = lambda xs, v: torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=v)[:, :width]
-                                       for x in xs])
+        cut = lambda name, v: _cut(rows(name), width, v)
         places = pos[:, None] + torch.arange(length)[None, :]
         inside = places < width
         places = places.clamp(max=width - 1)
-        select = cut(rows("scored"), False).gather(1, places) & inside
+        select = cut("scored", False).gather(1, places) & inside
         low = self.config.train_precision == "bf16" and self.model.bf16_training
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            logits = self.model.run_tail(cut(rows("ids"), 0), self.site, pos, new, length)
-        targets = cut(rows("targets"), 0).gather(1, places)[select]
+            logits = self.model.run_tail(cut("ids", 0), self.site, pos, new, length)
+        targets = cut("targets", 0).gather(1, places)[select]
         local = select.nonzero(as_tuple=True)[0]
         return logits[select].float(), targets, (local // g) * n + group[local % g]
 
