@@ -80,6 +80,14 @@ def _cut(xs: list[torch.Tensor], width: int, value) -> torch.Tensor:
     return torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=value)[:, :width] for x in xs])
 
 
+def _in_float32(edit):
+    """``edit`` run outside autocast: an alignment's products stay float32 in a bf16 forward."""
+    def run(h: torch.Tensor, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return edit(h.float(), rows, t)
+    return run
+
+
 def _trainable(specs: list[FitSpec]) -> list[int]:
     """Indices of the specs whose alignment trains (not ``full`` or ``random``)."""
     return [i for i, s in enumerate(specs) if getattr(ALIGNMENTS.get(s.alignment), "trainable", False)]
@@ -98,9 +106,12 @@ class Engine:
         self.d = model.sites[site]
         self.fast = (mode == "single" and isinstance(model, Resumable)
                      and site in model.state_sites)
-        # a training step from the interchange on (TailRunnable) where the fast path is not
-        self.tail = (not self.fast and mode == "single" and isinstance(model, TailRunnable)
-                     and self.config.causal_training == "tail")
+        # a causal model's training step (TailRunnable): from the interchange on where the
+        # mode is single; in prefix mode the whole forward; products in bf16 if allowed
+        causal = (not self.fast and isinstance(model, TailRunnable)
+                  and self.config.causal_training == "tail")
+        self.tail = causal and mode == "single"
+        self.low_causal = causal and self.config.train_precision == "bf16" and model.bf16_training
         self._prepared = Preparer(model, site, mode, self.fast)
 
     def prepare(self, pairs: PairTensors) -> Split:
@@ -211,11 +222,13 @@ class Engine:
         edit = self._edit(fits, rows("h_src"), g)
         cut = lambda name, v: _cut(rows(name), width, v)
         select = cut("scored", False)
-        logits = self.model.run(cut("ids", 0), self.site, torch.cat(rows("pos")), edit,
-                                self.mode)[select]
+        low = self.low_causal and torch.is_grad_enabled()  # a training step only
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            logits = self.model.run(cut("ids", 0), self.site, torch.cat(rows("pos")),
+                                    _in_float32(edit) if low else edit, self.mode)[select]
         targets = cut("targets", 0)[select]
         local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
-        return logits, targets, (local // g) * n + group[local % g]
+        return logits.float(), targets, (local // g) * n + group[local % g]
 
     def _run_tail(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
                   group: torch.Tensor, length: int):
@@ -234,8 +247,7 @@ class Engine:
         inside = places < width
         places = places.clamp(max=width - 1)
         select = cut("scored", False).gather(1, places) & inside
-        low = self.config.train_precision == "bf16" and self.model.bf16_training
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.low_causal):
             logits = self.model.run_tail(cut("ids", 0), self.site, pos, new, length)
         targets = cut("targets", 0).gather(1, places)[select]
         local = select.nonzero(as_tuple=True)[0]

@@ -185,6 +185,33 @@ def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
     assert 0 < (grads["tail", "bf16"] - want).norm() <= 0.1 * want.norm()
 
 
+def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, monkeypatch):
+    """Prefix mode has no tail: with causal_training "tail" a transformer's training step
+    runs its whole forward under bf16 autocast, the alignment's edit outside it."""
+    from numbench.alignments.linear import LinearAlignment
+    from models_helpers import tiny
+
+    model = tiny("transformer", multi)
+    pre = [tensors(make_pairs(multi, "up_down", "count", s, mode="prefix"), n)
+           for s, n in (("train", 128), ("valid", 32), ("test", 32))]
+    seen = []
+    interchange = LinearAlignment.interchange
+    monkeypatch.setattr(LinearAlignment, "interchange", lambda self, *a: seen.append(
+        (torch.is_autocast_enabled("cpu"), a[0].dtype)) or interchange(self, *a))
+    grads = {}
+    for how, precision in (("full", "bf16"), ("tail", "fp32"), ("tail", "bf16")):
+        engine = Engine(model, "block0", "prefix",
+                        config=EngineConfig(causal_training=how, train_precision=precision))
+        assert not engine.tail and engine.low_causal == (how == "tail" and precision == "bf16")
+        fits = engine.make_fits([FitSpec("a", "linear", 4, *pre, seed=1)])
+        engine.train_step(fits, torch.arange(64))
+        grads[how, precision] = torch.cat([p.grad.flatten() for p in fits[0].module.parameters()])
+    want = grads["tail", "fp32"]
+    assert want.abs().max() > 0 and torch.equal(grads["full", "bf16"], want)  # float32 both
+    assert 0 < (grads["tail", "bf16"] - want).norm() <= 0.1 * want.norm()
+    assert seen and all(not on and dtype == torch.float32 for on, dtype in seen)
+
+
 def test_stopping_rules(small_gru, multi):
     tr, va, te = data(multi, "up_down", "count", n_train=512, n_eval=100)
     cfg = EngineConfig(max_steps=400, eval_every=20, patience=2, min_delta=10.0)  # never improves

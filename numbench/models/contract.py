@@ -109,9 +109,10 @@ class TailRunnable(ABC):
     """A causal model that can compute a single-position interchange's logits from the
     interchange position on, the positions before it without gradient."""
 
-    #: True when ``run_tail`` keeps its residual stream in float32 under CPU
+    #: True when ``run_tail`` and ``run`` keep the residual stream in float32 under CPU
     #: ``autocast(bfloat16)`` (only matrix products drop to bf16): a training step may then
-    #: run it in bf16 (``EngineConfig.train_precision``). Scoring never is.
+    #: run them in bf16 (``EngineConfig.train_precision``; the edit stays float32). Scoring
+    #: never does.
     bf16_training: ClassVar[bool] = False
 
     @abstractmethod
