@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .models.contract import NumbenchModel
-from .models.contract import left_align
+from .models.contract import NumbenchModel, left_align
 
 if TYPE_CHECKING:
     from .das import PairTensors

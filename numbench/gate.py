@@ -9,8 +9,7 @@ import torch
 from .accuracy import sequence_correct
 from .das import Engine, FitSpec, PairTensors
 from .errors import NumbenchError
-from .models.contract import NumbenchModel, Resumable
-from .models.contract import left_align
+from .models.contract import NumbenchModel, Resumable, left_align
 
 GATE_TOLERANCE = 1e-5
 
