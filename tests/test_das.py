@@ -117,9 +117,13 @@ def test_transformer_generic_path_and_prefix_mode(multi):
 
     model = tiny("transformer", multi)
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=64)
-    res = Engine(model, "block0", config=no_stop(10)).run(
+    run = lambda: Engine(model, "block0", config=no_stop(10)).run(
         [FitSpec("a", "orthogonal", 4, tr, va, te)])
+    res = run()
     assert 0.0 <= res[0].test_iia <= 1.0 and res[0].steps == 10
+    again = run()  # the tail path, heads shared through torch.unique: deterministic
+    assert again[0].valid_loss == res[0].valid_loss
+    assert all(torch.equal(again[0].state[k], v) for k, v in res[0].state.items())
     pre = [tensors(make_pairs(multi, "up_down", "count", s, mode="prefix"), n)
            for s, n in (("train", 256), ("valid", 64), ("test", 64))]
     full = Engine(model, "block1", "prefix").run([FitSpec("f", "full", 16, *pre)])

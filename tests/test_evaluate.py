@@ -164,7 +164,8 @@ def test_validate_result_rejects_tampering(result):
 
 def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_written():
     assert Settings.make(engine={"workers": 3, "train_precision": "fp32", "eval_chunk": 50,
-                                 "train_kernels": "autograd", "schedule": "lockstep"}).ranked
+                                 "train_kernels": "autograd", "schedule": "lockstep",
+                                 "causal_training": "full"}).ranked
     assert not Settings.make(engine={"max_steps": 10}).ranked
     with pytest.raises(NumbenchError, match="train_precision"):
         Settings.make(engine={"train_precision": "fp16"})
@@ -174,17 +175,24 @@ def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_writ
         Settings.make(engine={"workers": 0})
     with pytest.raises(NumbenchError, match="schedule"):
         Settings.make(engine={"schedule": "eager"})
+    with pytest.raises(NumbenchError, match="causal_training"):
+        Settings.make(engine={"causal_training": "head"})
     # a result written before these settings existed ran in float32 on one worker, with
     # autograd through the stepper, in lockstep
     old = Settings.make().to_json()
-    for key in ("workers", "train_precision", "train_kernels", "schedule"):
+    for key in ("workers", "train_precision", "train_kernels", "schedule", "causal_training"):
         del old["engine"][key]
     replay = Settings.from_json(old)
     assert (replay.engine.workers, replay.engine.train_precision) == (1, "fp32")
     assert (replay.engine.train_kernels, replay.engine.schedule) == ("autograd", "lockstep")
+    assert replay.engine.causal_training == "full"
     assert replay.ranked
     # one written with bf16 and two workers, before train_kernels, replays its autograd steps
     old = Settings.make().to_json()
     del old["engine"]["train_kernels"], old["engine"]["schedule"]
     assert Settings.from_json(old).engine.train_kernels == "autograd"
     assert Settings.from_json(old).engine.schedule == "lockstep"
+    # a transformer's run recorded before causal_training replays its whole float32 forward
+    old = Settings.make().to_json()
+    del old["engine"]["causal_training"]
+    assert Settings.from_json(old).engine.causal_training == "full"
