@@ -32,6 +32,7 @@ from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
+from .das_rows import _cut, _in_float32, _length_groups, _needs
 from .das_stream import train_together
 from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
                         EngineConfig, FitResult, FitSpec, PairTensors)
@@ -51,41 +52,6 @@ class _Fit:
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
         self.t = 0  # steps trained (continuous schedule: each fit counts its own)
         self.engine: Engine | None = None  # set by Engine.make_fits
-
-
-def _needs(data: list[Split], idx: torch.Tensor) -> torch.Tensor:
-    """(A, n): one past pair ``idx[a, r]``'s last scored place or its interchange, whichever
-    is later; a causal model's forward of the pair needs no token after it."""
-    return torch.stack([torch.maximum((dat.scored[i] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
-                                      dat.pos[i] + 1) for dat, i in zip(data, idx)])
-
-
-def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: bool = False):
-    """Batch places of ``idx`` (A, n) — fit a's pair ``idx[a, r]`` at place r — in up to
-    ``groups`` groups of similar length, as (places, width): a place's length is the
-    longest of its fits' pairs' (``_needs``; with ``tail``, counted from the interchange).
-    Forwards then skip the padding of short rows, which is most of the work on tasks whose
-    sequences vary in length."""
-    need = _needs(data, idx)
-    if tail:
-        need = need - torch.stack([dat.pos[i] for dat, i in zip(data, idx)])
-    need = need.amax(0)
-    order = torch.argsort(need, stable=True)
-    return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, idx.shape[1]))
-            if len(g)]
-
-
-def _cut(xs: list[torch.Tensor], width: int, value) -> torch.Tensor:
-    """Rows of ``xs`` (each (n_a, T_a)) stacked, cut or padded with ``value`` to ``width``."""
-    return torch.cat([F.pad(x, (0, max(0, width - x.shape[1])), value=value)[:, :width] for x in xs])
-
-
-def _in_float32(edit):
-    """``edit`` run outside autocast: an alignment's products stay float32 in a bf16 forward."""
-    def run(h: torch.Tensor, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", enabled=False):
-            return edit(h.float(), rows, t)
-    return run
 
 
 def _trainable(specs: list[FitSpec]) -> list[int]:
@@ -172,6 +138,11 @@ class Engine:
         ce = F.cross_entropy(logits, targets, reduction="none")
         fit_of = row // n
         total = torch.zeros(A).index_add(0, fit_of, ce)
+        if tail:  # the places before i carry no gradient, so their loss is left out; the
+            # mean still divides by all of a pair's scored places, as the whole run's does.
+            # Correctness would need them too: a training step does not read it
+            count = torch.stack([dat.scored[i].sum() for dat, i in zip(data, idx)]).float()
+            return total / count.clamp(min=1), None
         count = torch.bincount(fit_of, minlength=A).float()
         wrong = torch.bincount(row[logits.argmax(-1) != targets], minlength=A * n)
         correct = (wrong == 0).view(A, n)
@@ -179,11 +150,6 @@ class Engine:
             total = total + torch.stack([dat.prefix_ce[i].sum() for dat, i in zip(data, idx)])
             count = count + torch.stack([dat.prefix_n[i].sum() for dat, i in zip(data, idx)]).float()
             correct = correct & torch.stack([dat.prefix_ok[i] for dat, i in zip(data, idx)])
-        if tail:  # the places before i carry no gradient, so their loss is left out; the
-            # mean still divides by all of a pair's scored places, as the whole run's does.
-            # Correctness would need them too: a training step does not read it
-            count = torch.stack([dat.scored[i].sum() for dat, i in zip(data, idx)]).float()
-            correct = None
         return total / count.clamp(min=1), correct
 
     def _resumed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
