@@ -160,7 +160,8 @@ class Engine:
         h = torch.cat(rows("h_base"))  # (A n, d)
         new = edit(h, torch.arange(A * n), torch.cat(rows("pos")))
         W = max(dat.targets.shape[1] for dat in data)
-        pad = lambda xs, v: torch.cat([F.pad(x, (0, W - x.shape[1]), value=v) for x in xs])
+        fill = lambda x, v: x if x.shape[1] == W else F.pad(x, (0, W - x.shape[1]), value=v)
+        pad = lambda xs, v: torch.cat([fill(x, v) for x in xs])
         select = pad(rows("scored"), False)
         suffix = pad(rows("ids"), 0)[:, : W - 1]
         # longest rows first, so the recurrence can drop rows as they end

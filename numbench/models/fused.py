@@ -77,7 +77,7 @@ class GRUSuffix(torch.autograd.Function):
             r, z = rz[:, :d], rz[:, d:]
             ghn = gh[:, 2 * d :]
             sn = torch.sigmoid(torch.addcmul(pre[:, 2 * d :], r, ghn))  # n = 2 sn - 1
-            n = sn * 2 - 1
+            n = sn.mul(2).sub_(1)
             cur = torch.lerp(n, hp, z)
             outs.append(cur)
             saved.append((hp, rz, ghn, sn, n))
@@ -92,10 +92,14 @@ class GRUSuffix(torch.autograd.Function):
             hp, rz, ghn, sn, n = saved[s - 1]
             r, z = rz[:, :d], rz[:, d:]
             gz = g * z  # h = n + z (hp - n)
-            da = (g - gz) * (sn * (1 - sn) * 2)  # through n = 2 sigmoid(a) - 1
-            drz = torch.cat([da * ghn, g * (hp - n)], 1) * (rz * (1 - rz))
-            dgh = torch.cat([drz, da * r], 1)
-            g = _merge(blocks[s - 1], gz + (dgh.to(w.dtype) @ w.T).float())
+            da = (g - gz).mul_(torch.rsub(sn, 1).mul_(sn).mul_(2))  # through n = 2 sigmoid(a) - 1
+            part = torch.empty(len(g), 2 * d)
+            torch.mul(da, ghn, out=part[:, :d])
+            torch.mul(g, hp - n, out=part[:, d:])
+            dgh = torch.empty(len(g), 3 * d, dtype=w.dtype)
+            torch.mul(part, torch.rsub(rz, 1).mul_(rz), out=dgh[:, : 2 * d])
+            torch.mul(da, r, out=dgh[:, 2 * d :])
+            g = _merge(blocks[s - 1], gz + (dgh @ w.T).float())
         return g, None, None, None, None, None
 
 
@@ -133,10 +137,10 @@ class LSTMSuffix(torch.autograd.Function):
         for s in range(len(blocks) - 1, 0, -1):
             cp, gates, tg, tc = saved[s - 1]
             i, f, sg, o = gates.chunk(4, dim=1)
-            dc = gh * o * (1 - tc * tc)
+            dc = gh * o * torch.rsub(tc * tc, 1)
             if gc is not None:
                 dc = dc + gc
-            dpre = torch.cat([dc * tg, dc * cp, dc * i * 2, gh * tc], 1) * (gates * (1 - gates))
+            dpre = torch.cat([dc * tg, dc * cp, dc * i * 2, gh * tc], 1) * (gates * torch.rsub(gates, 1))
             gc = dc * f
             gh = _merge(blocks[s - 1], (dpre.to(w.dtype) @ w.T).float())
             if len(gc) < len(gh):
