@@ -32,7 +32,7 @@ from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
-from .das_rows import _cut, _in_float32, _length_groups, _needs
+from .das_rows import _cut, _in_float32, _length_groups, _needs, take
 from .das_stream import train_together
 from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
                         EngineConfig, FitResult, FitSpec, PairTensors)
@@ -101,7 +101,7 @@ class Engine:
             hb = h.view(A, m, self.d)
             r = rows.view(A, m) - torch.arange(A)[:, None] * n  # pair index in the batch
             if self.mode == "single":
-                hs = torch.stack([h_src[a][r[a]] for a in range(A)])
+                hs = torch.stack([h_src[a].index_select(0, r[a]) for a in range(A)])
             else:  # prefix: i = j, so the source position is t itself
                 tt = t.view(A, m)
                 hs = torch.stack([h_src[a][r[a], tt[a]] for a in range(A)])
@@ -141,21 +141,21 @@ class Engine:
         if tail:  # the places before i carry no gradient, so their loss is left out; the
             # mean still divides by all of a pair's scored places, as the whole run's does.
             # Correctness would need them too: a training step does not read it
-            count = torch.stack([dat.scored[i].sum() for dat, i in zip(data, idx)]).float()
+            count = torch.stack([take(dat.scored, i).sum() for dat, i in zip(data, idx)]).float()
             return total / count.clamp(min=1), None
         count = torch.bincount(fit_of, minlength=A).float()
         wrong = torch.bincount(row[logits.argmax(-1) != targets], minlength=A * n)
         correct = (wrong == 0).view(A, n)
         if self.fast:  # add the positions before i, as the plain run scores them
-            total = total + torch.stack([dat.prefix_ce[i].sum() for dat, i in zip(data, idx)])
-            count = count + torch.stack([dat.prefix_n[i].sum() for dat, i in zip(data, idx)]).float()
-            correct = correct & torch.stack([dat.prefix_ok[i] for dat, i in zip(data, idx)])
+            total = total + torch.stack([take(dat.prefix_ce, i).sum() for dat, i in zip(data, idx)])
+            count = count + torch.stack([take(dat.prefix_n, i).sum() for dat, i in zip(data, idx)]).float()
+            correct = correct & torch.stack([take(dat.prefix_ok, i) for dat, i in zip(data, idx)])
         return total / count.clamp(min=1), correct
 
     def _resumed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
         """Fast path: edit the cached state at i, run the cached suffixes only."""
         A, n = idx.shape
-        rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, idx)]
+        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
         edit = self._edit(fits, rows("h_src"), n)
         h = torch.cat(rows("h_base"))  # (A n, d)
         new = edit(h, torch.arange(A * n), torch.cat(rows("pos")))
@@ -167,15 +167,15 @@ class Engine:
         # longest rows first, so the recurrence can drop rows as they end
         lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
         perm = torch.argsort(lengths, descending=True, stable=True)
-        select, targets = select[perm], pad(rows("targets"), 0)[perm]
+        select, targets = take(select, perm), take(pad(rows("targets"), 0), perm)
         # a training step may run the restarted recurrence's products in bf16 (the state
         # stays float32: see docs/contract.md); scoring never does
         training = torch.is_grad_enabled()
         low = training and self.config.train_precision == "bf16" and self.model.bf16_training
         fused = training and self.config.train_kernels == "fused" and self.model.fused_training
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            logits = self.model.resume(self.site, new[perm], suffix[perm], select,
-                                       lengths[perm].tolist(), **({"fused": True} if fused else {}))
+            logits = self.model.resume(self.site, take(new, perm), take(suffix, perm), select,
+                                       take(lengths, perm).tolist(), **({"fused": True} if fused else {}))
         return logits.float(), targets[select], perm[select.nonzero(as_tuple=True)[0]]
 
     def _run_cut(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
@@ -185,7 +185,7 @@ class Engine:
         change them). Returns logits, targets and rows in the A·n layout of ``idx``."""
         n, g = idx.shape[1], len(group)
         subs = idx[:, group]
-        rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, subs)]
+        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
         edit = self._edit(fits, rows("h_src"), g)
         cut = lambda name, v: _cut(rows(name), width, v)
         select = cut("scored", False)
@@ -205,7 +205,7 @@ class Engine:
         targets and rows in the A·n layout of ``idx``, as ``_run_cut``."""
         (A, n), g = idx.shape, len(group)
         subs = idx[:, group]
-        rows = lambda name: [getattr(dat, name)[i] for dat, i in zip(data, subs)]
+        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
         pos = torch.cat(rows("pos"))
         new = self._edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
         width = int(_needs(data, subs).max())

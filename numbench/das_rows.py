@@ -9,11 +9,17 @@ import torch.nn.functional as F
 from .das_prepare import Split
 
 
+def take(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """Rows ``i`` of ``x``: ``x[i]`` for a 1-d index, through ``index_select``, which
+    copies rows several times faster than advanced indexing on CPU (same values)."""
+    return x.index_select(0, i)
+
+
 def _needs(data: list[Split], idx: torch.Tensor) -> torch.Tensor:
     """(A, n): one past pair ``idx[a, r]``'s last scored place or its interchange, whichever
     is later; a causal model's forward of the pair needs no token after it."""
-    return torch.stack([torch.maximum((dat.scored[i] * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
-                                      dat.pos[i] + 1) for dat, i in zip(data, idx)])
+    return torch.stack([torch.maximum((take(dat.scored, i) * torch.arange(1, dat.scored.shape[1] + 1)).amax(1),
+                                      take(dat.pos, i) + 1) for dat, i in zip(data, idx)])
 
 
 def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: bool = False):
@@ -24,7 +30,7 @@ def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: 
     sequences vary in length."""
     need = _needs(data, idx)
     if tail:
-        need = need - torch.stack([dat.pos[i] for dat, i in zip(data, idx)])
+        need = need - torch.stack([take(dat.pos, i) for dat, i in zip(data, idx)])
     need = need.amax(0)
     order = torch.argsort(need, stable=True)
     return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, idx.shape[1]))

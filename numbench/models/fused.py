@@ -43,6 +43,15 @@ def _blocks(packed: torch.Tensor, alive: list[int]) -> list[torch.Tensor]:
     return list(packed.split([len(packed) - sum(alive[1:])] + alive[1:]))
 
 
+def _packed(first: torch.Tensor, alive: list[int]):
+    """The packed output buffer, ``first`` (every row's position 0) copied in, and its
+    blocks: each time step writes its rows in place (no concatenation at the end)."""
+    out = first.new_empty(len(first) + sum(alive[1:]), first.shape[1])
+    blocks = _blocks(out, alive)
+    blocks[0].copy_(first)
+    return out, blocks
+
+
 def _unpack(ctx, dout: torch.Tensor):
     """A backward's inputs: W_hhᵀ, d, dout's blocks, the saved tensors (released)."""
     w, saved, ctx.saved = ctx.w, ctx.saved, None
@@ -68,21 +77,21 @@ class GRUSuffix(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h0, tokens, alive, w, b, gi):
         d = h0.shape[1]
-        cur, outs, saved = h0, [h0], []
+        out, blocks = _packed(h0, alive)
+        cur, saved = h0, []
         for s in range(1, len(alive)):
             hp = cur[: alive[s]]
             gh = torch.addmm(b, hp.to(w.dtype), w).float()
-            pre = gi[tokens[: alive[s], s - 1]]
+            pre = gi.index_select(0, tokens[: alive[s], s - 1])  # (index_select: ~8x aten::index)
             rz = torch.sigmoid(pre[:, : 2 * d].add_(gh[:, : 2 * d]))
             r, z = rz[:, :d], rz[:, d:]
             ghn = gh[:, 2 * d :]
             sn = torch.sigmoid(torch.addcmul(pre[:, 2 * d :], r, ghn))  # n = 2 sn - 1
             n = sn.mul(2).sub_(1)
-            cur = torch.lerp(n, hp, z)
-            outs.append(cur)
+            cur = torch.lerp(n, hp, z, out=blocks[s])
             saved.append((hp, rz, ghn, sn, n))
         ctx.saved, ctx.alive, ctx.w = saved, alive, w
-        return torch.cat(outs)
+        return out
 
     @staticmethod
     def backward(ctx, dout):
@@ -113,22 +122,22 @@ class LSTMSuffix(torch.autograd.Function):
     def forward(ctx, site0, tokens, alive, w, gi):
         d = w.shape[0]
         h, c = site0[:, :d], site0[:, d:]
-        outs, saved = [h], []
+        out, blocks = _packed(h, alive)
+        saved = []
         for s in range(1, len(alive)):
             n = alive[s]
             hp, cp = h[:n], c[:n]
-            pre = gi[tokens[:n, s - 1]].add_(hp.to(w.dtype) @ w)
+            pre = gi.index_select(0, tokens[:n, s - 1]).add_(hp.to(w.dtype) @ w)
             gates = torch.sigmoid(pre)  # i, f, sg, o; tanh(g) = 2 sg - 1
             i, f, sg, o = gates.chunk(4, dim=1)
             tg = sg * 2 - 1
             c = torch.addcmul(f * cp, i, tg)
             sc = torch.sigmoid(c * 2)
             tc = sc * 2 - 1
-            h = o * tc
-            outs.append(h)
+            h = torch.mul(o, tc, out=blocks[s])
             saved.append((cp, gates, tg, tc))
         ctx.saved, ctx.alive, ctx.w = saved, alive, w
-        return torch.cat(outs)
+        return out
 
     @staticmethod
     def backward(ctx, dout):

@@ -64,7 +64,7 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
 
         def step(h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
             # .float(): under a training step's bf16 autocast only the product is bf16
-            gi, gh = gi_table[tokens], torch.addmm(b_hh, h, w_hh).float()
+            gi, gh = gi_table.index_select(0, tokens), torch.addmm(b_hh, h, w_hh).float()
             r, z = torch.sigmoid(gi[:, : 2 * d] + gh[:, : 2 * d]).chunk(2, dim=-1)
             n = torch.tanh(torch.addcmul(gi[:, 2 * d :], r, gh[:, 2 * d :]))
             return torch.lerp(n, h, z)  # = (1 - z) n + z h

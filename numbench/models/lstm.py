@@ -98,7 +98,7 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
         def step(site: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
             h, c = site[:, :d], site[:, d:]
             # .float(): under a training step's bf16 autocast only the product is bf16
-            i, f, g, o = torch.addmm(gi_table[tokens], h, w_hh).float().chunk(4, dim=-1)
+            i, f, g, o = torch.addmm(gi_table.index_select(0, tokens), h, w_hh).float().chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
 
