@@ -21,6 +21,7 @@ from .accuracy import split_accuracies
 from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
 from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate
+from .machine import cpu_description
 from .models.files import check_task, load_model, model_sha256
 from .models.registry import build_model
 from .pairs import PairSet, make_pairs
@@ -309,7 +310,7 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         "versions": {"numbench": __version__, "protocol": PROTOCOL_VERSION,
                      "protocol_sha256": PROTOCOL_DIGEST, "torch": torch.__version__,
                      "python": platform.python_version(), "device": "cpu",
-                     "threads": torch.get_num_threads()},
+                     "cpu": cpu_description(), "threads": torch.get_num_threads()},
         "settings": settings.to_json(),
         "task": {"name": task.name, "version": task.version, "split_sha256": task.split_hashes},
         "model": {"file": Path(model_path).name, "sha256": sha, "arch": meta.arch,

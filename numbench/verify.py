@@ -17,6 +17,7 @@ import torch
 
 from .errors import NumbenchError
 from .evaluate import Settings, evaluate
+from .machine import cpu_description, other_cpu_note
 from .models.files import model_sha256
 from .protocol import PROTOCOL_VERSION
 from .results import result_digest, validate_result, write_json_atomic
@@ -25,7 +26,7 @@ from .version import __version__
 
 #: run facts, not results: they may differ between machines without making numbers differ
 IGNORED = {"wall_seconds", "digest", "versions.python", "versions.torch", "versions.threads",
-           "versions.numbench", "model.file"}
+           "versions.numbench", "versions.cpu", "model.file"}
 
 
 @dataclass
@@ -77,6 +78,11 @@ class Verification:
     record: dict
 
     @property
+    def note(self) -> str | None:
+        """Why the mismatches may come from the machine (another CPU kind), if they may."""
+        return self.record.get("note")
+
+    @property
     def passed(self) -> bool:
         return not self.mismatches
 
@@ -93,7 +99,7 @@ def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Ve
         raise NumbenchError(f"made under protocol {doc['versions']['protocol']}; this numbench "
                             f"runs protocol {PROTOCOL_VERSION}", path=result_path,
                             field="versions.protocol")
-    mismatches = []
+    mismatches, differs = [], False
     if doc["digest"] != result_digest(doc):
         mismatches.append(Mismatch("digest", doc["digest"], result_digest(doc)))
     sha = model_sha256(model_path)
@@ -111,10 +117,16 @@ def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Ve
         finally:
             torch.set_num_threads(before)
         # settings added since the result was written are replayed at their old values
-        mismatches += diff(dict(doc, settings=settings.to_json()), again)
+        rerun = diff(dict(doc, settings=settings.to_json()), again)
+        mismatches, differs = mismatches + rerun, bool(rerun)
     record = {"kind": "numbench-verification", "result_digest": doc["digest"],
               "model_sha256": sha, "passed": not mismatches, "mismatches": len(mismatches),
               "first_mismatches": [str(m) for m in mismatches[:20]],
-              "numbench": __version__, "torch": torch.__version__}
+              "numbench": __version__, "torch": torch.__version__,
+              "cpu_recorded": doc["versions"].get("cpu"), "cpu": cpu_description()}
+    # numbers that did not reproduce may come from another CPU kind's kernels: say so
+    note = other_cpu_note(record["cpu_recorded"], record["cpu"]) if differs else None
+    if note:
+        record["note"] = note
     write_json_atomic(result_path.with_name(VERIFY_NAME), record)
     return Verification(result_path, mismatches, record)

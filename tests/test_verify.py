@@ -77,3 +77,27 @@ def test_verify_passes_on_a_committed_baseline_result(tmp_path):
     shutil.copy(committed, copy)
     res = CliRunner().invoke(main, ["verify", str(copy), str(root / "baselines" / "lstm_multi_object_s0.pt")])
     assert res.exit_code == 0, res.output
+
+
+def test_a_result_records_its_cpu_and_verify_names_another_cpu_kind(submitted_result, tiny_model_file):
+    """A mismatch on a result computed on another CPU kind carries a note saying so (its
+    kernels round differently); the same mismatch on this CPU carries none."""
+    from numbench.machine import cpu_description
+
+    doc = json.loads(submitted_result.read_text())
+    assert doc["versions"]["cpu"] == cpu_description()
+    cell = doc["cells"][3]
+    cell["test_iia"] = round(1.0 - cell["test_iia"], 6) or 0.5
+    write_json_atomic(submitted_result, seal(doc))
+    res = CliRunner().invoke(main, ["verify", str(submitted_result), str(tiny_model_file)])
+    assert res.exit_code == 1 and "note" not in res.output
+    assert "note" not in json.loads(submitted_result.with_name("verify.json").read_text())
+
+    doc["versions"]["cpu"] = "Some Other CPU (AVX2, no bf16 dot products)"
+    write_json_atomic(submitted_result, seal(doc))
+    res = CliRunner().invoke(main, ["verify", str(submitted_result), str(tiny_model_file)])
+    assert res.exit_code == 1 and f"cells[{cell['key']}].test_iia" in res.output
+    assert "Some Other CPU" in res.output and "CPU kinds" in res.output
+    record = json.loads(submitted_result.with_name("verify.json").read_text())
+    assert record["cpu_recorded"].startswith("Some Other CPU") and record["cpu"] == cpu_description()
+    assert "re-run on" in record["note"]

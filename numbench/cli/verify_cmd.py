@@ -34,5 +34,7 @@ def command(result_file: str, model_file: str, as_json: bool) -> None:
         for m in v.mismatches:
             stdout.print(f"[red]mismatch[/] {escape(str(m))}", highlight=False)
         stdout.print(f"{len(v.mismatches)} mismatch(es): {escape(result_file)} is not verified")
+        if v.note:
+            stdout.print(f"[yellow]note[/]: {escape(v.note)}", highlight=False)
     if not v.passed:
         raise SystemExit(EXIT_FAILED)
