@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
 from numbench.evaluate import _Pairs
+from numbench.machine import cpu_description
 from numbench.models.files import load_model
 from numbench.protocol import PROGRAMS
 from numbench.programs import get_program
@@ -94,6 +95,7 @@ def main() -> None:
                 "engine, autograd through the stepper": {"train_kernels": "autograd"},
                 "engine, float32 training products": {"train_precision": "fp32"},
                 "engine, 1 worker (torch's own threads)": {"workers": 1}}
+    print(f"CPU: {cpu_description()}")
     print(f"model {args.model} ({model.parameter_count():,} params), {len(specs)} fits batched, "
           f"batch 128, torch threads {torch.get_num_threads()}")
     # plain: one alignment (the first spec), a few steps, timed directly

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from numbench.machine import cpu_description
+
 
 def tree(root: int) -> list[int]:
     """root and every process descended from it."""
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--skip-quick", action="store_true", help="only the default run")
     ap.add_argument("--keep", metavar="DIR", help="keep the result files in DIR")
     args = ap.parse_args()
+    print(f"CPU: {cpu_description()}, {os.cpu_count()} cores")
     if not args.skip_quick:
         run(args.model, quick=True, keep=args.keep)
     if not args.skip_default:

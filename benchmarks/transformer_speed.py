@@ -22,6 +22,7 @@ import torch
 
 from numbench.das import Engine, EngineConfig, FitSpec
 from numbench.evaluate import _Pairs
+from numbench.machine import cpu_description
 from numbench.models.files import load_model
 from numbench.protocol import PROGRAMS
 from numbench.programs import get_program
@@ -63,6 +64,7 @@ def main() -> None:
             for mode, out in (("single", specs), ("prefix", prefix)):
                 _, (tr, va, te) = pairs.triplet(program, var, mode=mode)
                 out.append(FitSpec(f"{program}/{var}", "orthogonal", 16, tr, va, te, seed=len(out)))
+    print(f"CPU: {cpu_description()}")
     print(f"model {args.model}: {len(specs)} fits a step, batch 128, 1 thread; "
           "ms per alignment-step, and speed-up over the whole forward")
     rows = [(site, "single", specs, VARIANTS) for site in model.sites]

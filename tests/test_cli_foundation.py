@@ -73,3 +73,24 @@ def test_bad_input_is_one_line_exit_2(run, args, message):
 def test_help_has_an_example(run, verb):
     res = run(verb, "--help")
     assert res.exit_code == 0 and "Example: numbench" in res.output
+
+
+def test_every_verb_loads_its_own_command_and_only_when_named(run):
+    """Verbs load lazily (``cli.VERBS``): each name gives the command of that name, --help
+    lists them all, and importing the CLI imports no verb's module (compare's pandas)."""
+    import subprocess
+    import sys
+
+    import click
+
+    from numbench.cli import VERBS
+
+    ctx = click.Context(main)
+    assert [main.get_command(ctx, name).name for name in VERBS] == list(VERBS)
+    assert main.get_command(ctx, "nope") is None
+    listed = run("--help").output
+    assert all(f"  {name} " in listed for name in VERBS)
+    code = ("import sys, numbench.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pandas', 'numbench.cli.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -13,8 +14,27 @@ from ..version import __version__
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
+#: verb → the module that defines it, in the order ``--help`` lists them. Loaded when
+#: named, so a command imports what it needs and nothing more (``compare`` alone pulls in
+#: pandas, ~1 s); this matters twice for ``evaluate``, whose worker processes start by
+#: importing the ``numbench`` script again.
+VERBS = {"tasks": "tasks_cmd", "show": "show_cmd", "pairs": "pairs_cmd", "train": "train_cmd",
+         "accuracy": "accuracy_cmd", "evaluate": "evaluate_cmd", "verify": "verify_cmd",
+         "leaderboard": "leaderboard_cmd", "compare": "compare_cmd", "plot": "plot_cmd",
+         "sweep": "sweep_cmd", "trajectory": "trajectory_cmd"}
+
+
 class _Group(click.Group):
-    """Turns every :class:`NumbenchError` into one line on stderr and exit code 2."""
+    """Loads each verb's module when it is named; turns every :class:`NumbenchError` into
+    one line on stderr and exit code 2."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx, name: str) -> click.Command | None:
+        if name not in VERBS:
+            return None
+        return importlib.import_module(f"{__name__}.{VERBS[name]}").command
 
     def invoke(self, ctx):
         try:
@@ -34,15 +54,3 @@ def main() -> None:
 
     Exit codes: 0 success, 1 a check failed, 2 bad input (a one-line error names it).
     """
-
-
-def _register() -> None:
-    from . import (accuracy_cmd, compare_cmd, evaluate_cmd, leaderboard_cmd, pairs_cmd, plot_cmd,
-                   show_cmd, sweep_cmd, tasks_cmd, train_cmd, trajectory_cmd, verify_cmd)
-
-    for mod in (tasks_cmd, show_cmd, pairs_cmd, train_cmd, accuracy_cmd, evaluate_cmd,
-                verify_cmd, leaderboard_cmd, compare_cmd, plot_cmd, sweep_cmd, trajectory_cmd):
-        main.add_command(mod.command)
-
-
-_register()

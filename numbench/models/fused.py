@@ -17,6 +17,9 @@ own arithmetic):
 * matrix products run in the dtype of the weights handed in (bf16 under the engine's
   ``train_precision = "bf16"``); states, gates and gradients stay float32.
 
+Each time step writes its states into the packed output in place, and the backward keeps
+views of them: the caller must not modify the output in place (the engine only reads it).
+
 The gradient agrees with autograd through the model's stepper to float32 rounding
 (``tests/test_fused.py``).
 """
