@@ -29,7 +29,6 @@ fill the places another run's leave.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Callable
 
@@ -157,7 +156,7 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
     if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
         return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
     from .das import _trainable
-    from .das_workers import one_thread, run_streams
+    from .das_workers import run_streams
 
     release_free_memory()  # what earlier stages freed, before training adds its own
     trainable = [_trainable(specs) for _, specs in runs]
@@ -167,21 +166,25 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
     config = runs[0][0].config
     workers = min(config.workers, len(jobs))
     done: list[dict[int, FitResult]] = []
-    # the untrained fits first; they prepare the pair sets this process's streamed fits
-    # reuse, so with worker processes they run on one thread, as the workers do
-    with one_thread() if workers >= 2 else contextlib.nullcontext():
+
+    def untrained() -> None:
+        """The untrained fits (``full``, ``random``), here. They prepare the pair sets this
+        process's streamed fits reuse, so beside worker processes they run on one thread,
+        as the workers do, and after the workers have started on the trained fits."""
         for r, (engine, specs) in enumerate(runs):
             fixed = sorted(set(range(len(specs))) - set(trainable[r]))
             done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None)
                                  if fixed else [])))
-    if not jobs:
-        trained = {}
-    elif workers < 2:
+
+    if workers < 2:
+        untrained()
         waiting = list(range(len(jobs)))
-        trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]], seed, on_step)
+        trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]],
+                             seed, on_step) if jobs else {}
     else:
         trained = run_streams(streamed, dataclasses.replace(config, workers=workers), seed, on_step,
-                              lambda claim, report: run_stream(streamed, claim, seed, report))
+                              lambda claim, report: run_stream(streamed, claim, seed, report),
+                              first=untrained)
     for j, result in trained.items():
         r, i = jobs[j]
         done[r][i] = result

@@ -89,6 +89,21 @@ def _start(workers: int):
     return _pool
 
 
+def prestart(workers: int) -> None:
+    """Start the ``workers`` − 1 worker processes now, importing the engine, so their
+    start-up overlaps the caller's work before its first run of fits (evaluate calls it
+    before the task accuracy and the gate). Only when processes start; no number changes."""
+    if workers >= 2:
+        executor = _start(workers - 1)[1]
+        for _ in range(workers - 1):
+            executor.submit(_warm)
+
+
+def _warm() -> None:
+    """In a worker: import what its tasks run."""
+    from . import das, das_stream  # noqa: F401
+
+
 def shutdown() -> None:
     """Stop the worker processes (at exit, or to start a pool of another size)."""
     global _pool
@@ -251,25 +266,27 @@ def run_parts(engine, config: EngineConfig, parts: list[list[FitSpec]], seed: in
 
 def run_streams(jobs: list[tuple], config: EngineConfig, seed: int,
                 on_step: Callable[[int, int, float], None] | None,
-                run_here: Callable[[Callable[[int], list[int]], Callable | None], dict]
-                ) -> dict[int, FitResult]:
+                run_here: Callable[[Callable[[int], list[int]], Callable | None], dict],
+                first: Callable[[], None] | None = None) -> dict[int, FitResult]:
     """Continuous schedule for ``jobs`` (engine, spec): this process (``run_here(claim,
     on_step)``) and ``workers`` − 1 worker processes each run ``das_stream.run_stream``,
     claiming the next waiting fit from a shared counter whenever they have room. Results
-    by index into ``jobs``."""
+    by index into ``jobs``. ``first()`` runs here, on one thread, once the workers have
+    their tasks and before this process claims any fit."""
     engines = list({id(e): e for e, _ in jobs}.values())
     owner = {id(e): i for i, e in enumerate(engines)}
     task = ([s for _, s in jobs], [owner[id(e)] for e, _ in jobs])
     results = _farm(engines, config, [task] * config.workers, [0] * config.workers,
-                    seed, on_step, True, lambda p, claim, report: run_here(claim, report))
+                    seed, on_step, True, lambda p, claim, report: run_here(claim, report), first)
     return {i: r for part in results for i, r in part.items()}
 
 
-def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> list[dict]:
+def _farm(engines, config, tasks, active, seed, on_step, stream, run_here, first=None) -> list[dict]:
     """Run ``tasks`` ((specs, the engine of each)) on ``workers`` processes, each taking
     the next task when free; this process runs its tasks by ``run_here(task, claim,
-    on_step)``. Each task's results by index, in task order, alignment states as tensors.
-    ``stream``: the tasks claim fits from this run's shared counter."""
+    on_step)``, after ``first()`` if given. Each task's results by index, in task order,
+    alignment states as tensors. ``stream``: the tasks claim fits from this run's shared
+    counter."""
     global _runs
     from .models.registry import plugin_paths
 
@@ -335,6 +352,8 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here) -> li
     for _ in range(config.workers - 1):
         feed()
     with one_thread():  # one core here, the others for the workers
+        if first:
+            first()
         while (p := take()) is not None:
             def here(step: int, live: int, best: float, p=p) -> None:
                 status[p] = (step, live, best)

@@ -19,6 +19,7 @@ import torch
 
 from .accuracy import split_accuracies
 from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
+from .das_workers import prestart
 from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate
 from .machine import cpu_description
@@ -194,6 +195,7 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     check_task(meta, task, model_path)
     sha = model_sha256(model_path)
     say = progress or (lambda stage, details: None)
+    prestart(settings.engine.workers)  # worker processes start up while this one works
 
     say("task accuracy", {})
     accuracy = split_accuracies(model, task)

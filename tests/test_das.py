@@ -361,8 +361,9 @@ def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatc
 
 def test_untrained_fits_prepare_on_one_thread_beside_worker_processes(small_gru, multi,
                                                                     monkeypatch):
-    """On the continuous schedule the untrained fits run first, and the pair sets they
-    prepare are reused by whichever streamed fits train in this process. Worker processes
+    """On the continuous schedule the untrained fits run in this process (once the worker
+    processes have started on the trained fits), and the pair sets they prepare are reused
+    by whichever streamed fits train in this process. Worker processes
     run on one thread, and some models' float32 runs round differently on two (the LSTM's
     activations by up to 1e-5), so with workers this process prepares on one thread too:
     a fit's numbers must not depend on which process claimed it."""
@@ -383,6 +384,22 @@ def test_untrained_fits_prepare_on_one_thread_beside_worker_processes(small_gru,
         assert seen == [2]  # one process: torch's own threads throughout, as before
     finally:
         torch.set_num_threads(threads)
+
+
+def test_prestarted_worker_processes_are_the_ones_a_run_then_uses():
+    """evaluate starts its worker processes before its own work (``prestart``): a later
+    run of as many workers takes that pool, started, rather than a new one."""
+    from numbench import das_workers
+
+    das_workers.shutdown()
+    das_workers.prestart(1)  # one process in all: no worker
+    assert das_workers._pool is None
+    das_workers.prestart(2)
+    pool = das_workers._pool
+    assert pool is not None and pool[0] == 1
+    pool[1].submit(das_workers._warm).result(timeout=120)
+    assert len(pool[1]._processes) == 1
+    assert das_workers._start(1) is pool
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
