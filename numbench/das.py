@@ -101,7 +101,7 @@ class Engine:
             hb = h.view(A, m, self.d)
             r = rows.view(A, m) - torch.arange(A)[:, None] * n  # pair index in the batch
             if self.mode == "single":
-                hs = torch.stack([h_src[a].index_select(0, r[a]) for a in range(A)])
+                hs = torch.stack([take(h_src[a], r[a]) for a in range(A)])
             else:  # prefix: i = j, so the source position is t itself
                 tt = t.view(A, m)
                 hs = torch.stack([h_src[a][r[a], tt[a]] for a in range(A)])

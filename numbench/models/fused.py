@@ -85,7 +85,7 @@ class GRUSuffix(torch.autograd.Function):
         for s in range(1, len(alive)):
             hp = cur[: alive[s]]
             gh = torch.addmm(b, hp.to(w.dtype), w).float()
-            pre = gi.index_select(0, tokens[: alive[s], s - 1])  # (index_select: ~8x aten::index)
+            pre = gi.index_select(0, tokens[: alive[s], s - 1])  # not gi[...]: benchmarks/gather_speed.py
             rz = torch.sigmoid(pre[:, : 2 * d].add_(gh[:, : 2 * d]))
             r, z = rz[:, :d], rz[:, d:]
             ghn = gh[:, 2 * d :]
