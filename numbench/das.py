@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .alignments import ALIGNMENTS, Alignment, make_alignment
+from .machine import fp32_rows_exact
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
@@ -78,6 +79,10 @@ class Engine:
                   and self.config.causal_training == "tail")
         self.tail = causal and mode == "single"
         self.low_causal = causal and self.config.train_precision == "bf16" and model.bf16_training
+        # float32 training through the fused kernels: every packed run (training and
+        # scoring) rounds its row counts up, so a fit computes as it would alone
+        self.padded = (self.fast and self.config.train_precision == "fp32"
+                       and self.config.train_kernels == "fused" and model.fused_training)
         self._prepared = Preparer(model, site, mode, self.fast)
 
     def prepare(self, pairs: PairTensors) -> Split:
@@ -173,9 +178,10 @@ class Engine:
         training = torch.is_grad_enabled()
         low = training and self.config.train_precision == "bf16" and self.model.bf16_training
         fused = training and self.config.train_kernels == "fused" and self.model.fused_training
+        extra = ({"fused": True} if fused else {}) | ({"padded": True} if self.padded else {})
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
             logits = self.model.resume(self.site, take(new, perm), take(suffix, perm), select,
-                                       take(lengths, perm).tolist(), **({"fused": True} if fused else {}))
+                                       take(lengths, perm).tolist(), **extra)
         return logits.float(), targets[select], perm[select.nonzero(as_tuple=True)[0]]
 
     def _run_cut(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
@@ -250,8 +256,13 @@ class Engine:
     @property
     def continuous(self) -> bool:
         """Whether fits train on the continuous schedule (see ``EngineConfig.schedule``)."""
-        return (self.config.schedule == "continuous" and self.fast
-                and self.config.train_precision == "bf16" and self.model.bf16_training)
+        if self.config.schedule != "continuous" or not self.fast:
+            return False
+        if self.config.train_precision == "bf16" and self.model.bf16_training:
+            return True
+        # float32 products: only through the fused kernels, whose runs round their row
+        # counts up, and where such products are row-exact (machine.fp32_rows_exact)
+        return self.padded and fp32_rows_exact()
 
     def run(self, specs: list[FitSpec], *, seed: int = 0,
             on_step: Callable[[int, int, float], None] | None = None) -> list[FitResult]:

@@ -156,7 +156,7 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
     if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
         return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
     from .das import _trainable
-    from .das_workers import run_streams
+    from .das_workers import one_thread, run_streams
 
     release_free_memory()  # what earlier stages freed, before training adds its own
     trainable = [_trainable(specs) for _, specs in runs]
@@ -176,11 +176,13 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
             done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None)
                                  if fixed else [])))
 
-    if workers < 2:
-        untrained()
-        waiting = list(range(len(jobs)))
-        trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]],
-                             seed, on_step) if jobs else {}
+    if workers < 2:  # one thread, as every process of a run with workers: float32
+        # products on more threads may sum a row differently by how many rows share them
+        with one_thread():
+            untrained()
+            waiting = list(range(len(jobs)))
+            trained = run_stream(streamed, lambda k: [waiting.pop(0) for _ in waiting[:k]],
+                                 seed, on_step) if jobs else {}
     else:
         trained = run_streams(streamed, dataclasses.replace(config, workers=workers), seed, on_step,
                               lambda claim, report: run_stream(streamed, claim, seed, report),

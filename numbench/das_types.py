@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .machine import default_train_precision
+
 
 @dataclass(frozen=True)
 class PairTensors:
@@ -41,9 +43,10 @@ class EngineConfig:
     # evaluate (the processes' loads differ more) for 0.25 GB more memory
     fits_per_forward: int = 5
     # matrix products of a training step's restarted recurrence: "bf16" (CPU autocast;
-    # ~3x faster products where the CPU has bf16 dot products) or "fp32". Validation and
-    # scoring always run in float32, so every reported IIA is exact model arithmetic.
-    train_precision: str = "bf16"
+    # 2-4x faster products where the CPU has bf16 dot products, ~30x slower where it has
+    # none) or "fp32"; by default whichever is fast here (machine.default_train_precision).
+    # Validation and scoring always run in float32: every reported IIA is exact arithmetic.
+    train_precision: str = field(default_factory=default_train_precision)
     # processes that train a run's fits side by side, one core each (das_workers.py)
     workers: int = 2
     # a training step's restarted recurrence: "fused" runs the model's hand-written

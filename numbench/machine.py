@@ -2,13 +2,15 @@
 
 An evaluation is deterministic on one machine, but torch picks its matrix kernels per CPU:
 bf16 products run on AMX tiles on recent Intel CPUs and on AVX512-BF16 dot products on AMD
-Zen 4, float32 ones through different blockings, and each sums in its own order. So a
+Zen 4 (and are emulated, slowly, elsewhere), float32 ones through different blockings, and
+each sums in its own order. So a
 result records the CPU it ran on (``versions.cpu``), and ``numbench verify`` says so when a
 mismatch may come from a different one.
 """
 
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
@@ -30,6 +32,49 @@ def _cpuinfo() -> tuple[str, set[str]]:
         if sep:
             fields.setdefault(key.strip(), value.strip())
     return fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
+
+
+def bf16_products() -> bool:
+    """Whether this CPU has bf16 dot products (AMX or AVX512-BF16), where torch's bf16
+    matrix products run faster than float32 ones. Without them torch emulates bf16
+    products, ~30× slower than float32 (an AVX2 AMD EPYC, session 11)."""
+    return any(f in _cpuinfo()[1] for f in _BF16_FLAGS)
+
+
+def default_train_precision() -> str:
+    """The engine's default ``train_precision`` here: ``"bf16"`` where the CPU has bf16
+    dot products, else ``"fp32"``. Speed only; a result records the one it used."""
+    return "bf16" if bf16_products() else "fp32"
+
+
+@functools.lru_cache(maxsize=None)
+def fp32_rows_exact() -> bool:
+    """Whether this machine's float32 matrix products compute each row the same however
+    many rows share the product and wherever the row sits in it, from 32 rows on — as a
+    fused training step runs them (``RecurrentRunner._resume_packed`` rounds its row
+    counts up to multiples of 32). Probed once a process, on one thread, on products of the
+    shapes and layouts the reference models' training steps use (weights contiguous with
+    ≥ 96 columns, or transposed as ``nn.Linear`` holds them). MKL on an AVX2 AMD EPYC
+    sums rows differently below 4 rows, and for a contiguous weight of ≤ 10 columns by the
+    row's place in the product; neither arises there. The engine's continuous schedule
+    needs it for float32 training (docs/engine.md); where it fails, fits step in lockstep."""
+    generator = torch.Generator().manual_seed(0)
+    rand = lambda *shape: torch.randn(*shape, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for k, n in ((32, 96), (128, 384), (128, 512), (512, 128), (512, 9), (64, 9)):
+            x = rand(1100, k)
+            weights = [rand(n, k).t()] + ([rand(k, n)] if n >= 96 else [])
+            for w in weights:
+                whole = x @ w
+                for rows in (32, 64, 96, 128, 160, 224, 256, 384, 512, 640, 768, 1024):
+                    for start in (0, 3, 37):
+                        if not torch.equal(x[start : start + rows] @ w, whole[start : start + rows]):
+                            return False
+    finally:
+        torch.set_num_threads(threads)
+    return True
 
 
 def cpu_description() -> str:

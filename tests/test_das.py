@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors, train_together
-from numbench.das_workers import deal
+from numbench.das_workers import deal, one_thread
+from numbench.machine import fp32_rows_exact
 from numbench.gate import identity_logit_diff
 from numbench.pairs import make_pairs
 from numbench.training import TrainConfig, train
@@ -289,7 +290,8 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, sch
     seen = []
     engine = lambda w, n, s: Engine(small_gru, "hidden", config=dataclasses.replace(
         no_stop(40), workers=w, fits_per_forward=n, schedule=s))
-    one = engine(1, 8, "lockstep").run(specs())  # one forward for all three
+    with one_thread():  # as every process runs with workers (float32 products on more
+        one = engine(1, 8, "lockstep").run(specs())  # threads may round rows differently)
     two = engine(2, 1, schedule).run(specs(), on_step=lambda *a: seen.append(a))
     assert engine(2, 1, schedule).continuous == (schedule == "continuous")
     assert [r.key for r in two] == ["a", "b", "f", "c"]
@@ -322,7 +324,8 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
     stream = Engine(small_gru, "hidden", config=config("continuous"))
     assert stream.continuous
     got = stream.run(specs(), on_step=lambda step, active, best: steps.append((step, active)))
-    want = Engine(small_gru, "hidden", config=config("lockstep")).run(specs())
+    with one_thread():  # as the continuous schedule runs (see test_worker_processes_...)
+        want = Engine(small_gru, "hidden", config=config("lockstep")).run(specs())
     assert len({r.steps for r in want}) > 2  # they do stop at different times
     assert max(s for s, _ in steps) > max(r.steps for r in want)  # so some started late
     assert all(active <= 2 for _, active in steps)
@@ -330,9 +333,11 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
         assert (x.key, x.steps, x.best_step, x.stop_reason) == (y.key, y.steps, y.best_step, y.stop_reason)
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
-    # float32 training products, or a model without bf16 training: lockstep
-    assert not Engine(small_gru, "hidden", config=dataclasses.replace(
-        config("continuous"), train_precision="fp32")).continuous
+    # float32 training products through autograd (whose row counts are not rounded up):
+    # lockstep; through the fused kernels: continuous where float32 products are row-exact
+    fp32 = lambda kernels: Engine(small_gru, "hidden", config=dataclasses.replace(
+        config("continuous"), train_precision="fp32", train_kernels=kernels)).continuous
+    assert not fp32("autograd") and fp32("fused") == fp32_rows_exact()
 
 
 def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatch):
@@ -381,7 +386,11 @@ def test_untrained_fits_prepare_on_one_thread_beside_worker_processes(small_gru,
         assert seen == [1] and torch.get_num_threads() == 2
         seen.clear()
         Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=1)).run(specs)
-        assert seen == [2]  # one process: torch's own threads throughout, as before
+        assert seen == [1] and torch.get_num_threads() == 2  # continuous: one thread too
+        seen.clear()
+        Engine(small_gru, "hidden", config=dataclasses.replace(
+            no_stop(10), workers=1, schedule="lockstep")).run(specs)
+        assert seen == [2]  # one process in lockstep: torch's own threads, as before
     finally:
         torch.set_num_threads(threads)
 
@@ -402,10 +411,14 @@ def test_prestarted_worker_processes_are_the_ones_a_run_then_uses():
     assert das_workers._start(1) is pool
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
-def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_bf16_model(multi, arch):
+def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_recurrent_model(multi, arch,
+                                                                              precision):
     """One fit in flight at a time, so each later fit starts where the previous stopped:
-    every fit ends where lockstep (all in one forward from step 1) leaves it."""
+    every fit ends where lockstep (all in one forward from step 1) leaves it, with bf16
+    training products and with float32 ones (through the fused kernels, their row counts
+    rounded up), wherever float32 products are row-exact (``machine.fp32_rows_exact``)."""
     from models_helpers import tiny
 
     model = tiny(arch, multi)
@@ -415,9 +428,13 @@ def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_bf16_model(multi, 
     specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
                      FitSpec("b", "linear", 4, *other, seed=2),
                      FitSpec("c", "orthogonal", 4, *other, seed=3)]
-    run = lambda n, s: Engine(model, "hidden", config=dataclasses.replace(
-        no_stop(30), workers=1, fits_per_forward=n, schedule=s)).run(specs())
-    for x, y in zip(run(8, "lockstep"), run(1, "continuous")):
+    engine = lambda n, s: Engine(model, "hidden", config=dataclasses.replace(
+        no_stop(30), workers=1, fits_per_forward=n, schedule=s, train_precision=precision))
+    run = lambda n, s: engine(n, s).run(specs())
+    assert engine(1, "continuous").continuous == (precision == "bf16" or fp32_rows_exact())
+    with one_thread():  # as the continuous schedule runs
+        want = run(8, "lockstep")
+    for x, y in zip(want, run(1, "continuous")):
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
 

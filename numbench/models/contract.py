@@ -88,12 +88,13 @@ class Resumable(ABC):
     bf16_training: ClassVar[bool] = False
     #: True when ``resume`` takes ``fused=True``: a training step may then run the model's
     #: hand-written recurrence and backward (``EngineConfig.train_kernels``). Scoring never.
+    #: It also takes ``padded=True`` (below).
     fused_training: ClassVar[bool] = False
 
     @abstractmethod
     def resume(self, site: str, h: torch.Tensor, suffix: torch.Tensor,
-               select: torch.Tensor | None = None,
-               lengths: list[int] | None = None, fused: bool = False) -> torch.Tensor:
+               select: torch.Tensor | None = None, lengths: list[int] | None = None,
+               fused: bool = False, padded: bool = False) -> torch.Tensor:
         """Restart from state ``h`` (B, d) at some position i and read ``suffix`` (B, S),
         the tokens at i+1..i+S. Returns logits (B, 1+S, V) for positions i..i+S, or only
         the (K, V) logits where the bool mask ``select`` (B, 1+S) is set, in row-major
@@ -102,7 +103,11 @@ class Resumable(ABC):
         ``lengths`` (with ``select``): how many positions from i each row needs, sorted in
         descending order; rows are then not run past their length. ``fused`` (only passed
         to a model declaring ``fused_training``, only in a training step): its gradient may
-        come from a hand-written backward, equal to autograd's up to float rounding."""
+        come from a hand-written backward, equal to autograd's up to float rounding.
+        ``padded`` (only passed to a model declaring ``fused_training``, in float32 fused
+        runs, training and scoring): a row's arithmetic must not depend on which other rows
+        share the call, so that fits in one forward compute as they would alone (the
+        reference models round their products' row counts up; see docs/engine.md)."""
 
 
 class TailRunnable(ABC):

@@ -49,27 +49,31 @@ class RecurrentRunner:
             return self._run_prefix(ids, pos, edit)
         raise ValueError(f"unknown mode '{mode}'")
 
-    def resume(self, site, h, suffix, select=None, lengths=None, fused=False):
+    def resume(self, site, h, suffix, select=None, lengths=None, fused=False, padded=False):
         """Logits (B, 1+S, V) for positions i..i+S (or (K, V) at ``select``), restarting
         from site state h at i."""
         self.check_site(site)
         if lengths is not None and select is not None and hasattr(self, "stepper"):
-            return self._resume_packed(h, suffix, select, lengths, fused)
+            return self._resume_packed(h, suffix, select, lengths, fused, padded)
         outputs, _ = self.scan(suffix, self.state_from_site(h))
         outputs = torch.cat([self.output_from_site(h).unsqueeze(1), outputs], dim=1)
         return self.readout(outputs if select is None else outputs[select])
 
-    def _resume_packed(self, h, suffix, select, lengths, fused=False):
+    def _resume_packed(self, h, suffix, select, lengths, fused=False, padded=False):
         """Step the rows still alive at each position (rows sorted by length, longest
         first); gather the readout inputs at ``select`` in row-major order. ``fused``:
-        a training step through the model's ``train_suffix`` (see ``models/fused.py``)."""
+        a training step through the model's ``train_suffix`` (see ``models/fused.py``).
+        ``padded``: row counts rounded up, as under bf16 autocast (below)."""
         ends = torch.bincount(torch.tensor(lengths)).cumsum(0)  # rows ended by each length
         alive = (len(lengths) - ends[:-1]).tolist()  # rows longer than s, s = 0 .. max - 1
-        low = torch.is_autocast_enabled("cpu")  # a bf16 training step
-        if low:  # bf16 products: oneDNN compiles a kernel per
-            # shape, so round row counts up to few shapes (extra rows are never read)
-            alive = [min(len(h), -(-n // 32) * 32) for n in alive]
         fused = fused and torch.is_grad_enabled() and hasattr(self, "train_suffix")
+        # round row counts up (extra rows are never read) in a bf16 training step, where
+        # oneDNN compiles a kernel per shape, and where asked (``padded``: float32 products
+        # then never see the few rows for which MKL sums a row differently, machine.py):
+        # either way a row's arithmetic does not depend on how many rows share its step
+        padded = padded or torch.is_autocast_enabled("cpu")
+        if padded:
+            alive = [min(len(h), -(-n // 32) * 32) for n in alive]
         if fused:
             packed, readout = self.train_suffix(h, suffix, alive), self.readout.train_forward
         else:
@@ -82,7 +86,7 @@ class RecurrentRunner:
         offsets = torch.tensor([0, len(h)] + alive[1:-1]).cumsum(0)[: len(alive)]
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
         at = offsets[cols] + rows
-        if not low:
+        if not padded:
             return readout(packed.index_select(0, at))
         K = len(at)  # as above: a few shapes, the padding rows dropped after
         at = torch.cat([at, at.new_zeros(-K % 256)])
