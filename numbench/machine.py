@@ -3,9 +3,9 @@
 An evaluation is deterministic on one machine, but torch picks its matrix kernels per CPU:
 bf16 products run on AMX tiles on recent Intel CPUs and on AVX512-BF16 dot products on AMD
 Zen 4 (and are emulated, slowly, elsewhere), float32 ones through different blockings, and
-each sums in its own order. So a
-result records the CPU it ran on (``versions.cpu``), and ``numbench verify`` says so when a
-mismatch may come from a different one.
+each sums in its own order. So a result records the CPU it ran on (``versions.cpu``), and
+``numbench verify`` says so when a mismatch may come from a different one. The CPU also
+picks the engine's default training precision (``default_train_precision``).
 """
 
 from __future__ import annotations
