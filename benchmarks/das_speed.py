@@ -3,9 +3,11 @@
     python benchmarks/das_speed.py [--model baselines/gru_multi_object_s0.pt] [--steps 200]
 
 Prints: the plain loop's cost (python loop over time with a cell step, float32, no
-caching, one alignment at a time); then for the engine with its default speed settings,
-with autograd in place of the fused training kernels, with float32 training products,
-and with one worker: the amortised cost of one training
+caching, one alignment at a time); then for the engine with its default speed settings
+(bf16 training products where the CPU has bf16 dot products, else float32), with autograd
+in place of the fused training kernels, with the other training precision (bf16 only
+where the CPU has bf16 dot products, or with --emulated-bf16), and with one worker: the
+amortised cost of one training
 step of one alignment (batch 128, fits batched as `numbench evaluate` batches them:
 5 variables x {orthogonal, linear}), the throughput ratio to the plain loop in pairs per
 second, and the test IIA reached after the same number of steps from the same
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
 from numbench.evaluate import _Pairs
-from numbench.machine import cpu_description
+from numbench.machine import bf16_products, cpu_description, default_train_precision
 from numbench.models.files import load_model
 from numbench.protocol import PROGRAMS
 from numbench.programs import get_program
@@ -77,6 +79,8 @@ def main() -> None:
     ap.add_argument("--model", default="baselines/gru_multi_object_s0.pt")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--plain-steps", type=int, default=60)
+    ap.add_argument("--emulated-bf16", action="store_true",
+                    help="time bf16 training products on a CPU without bf16 dot products too")
     args = ap.parse_args()
     model, meta = load_model(args.model)
     task = load_task(meta.task_name)
@@ -91,10 +95,17 @@ def main() -> None:
                 specs.append(FitSpec(f"{program}/{var}/{kind}", kind, 16, tr, va, te, seed=len(specs)))
     cfg = lambda n, **speed: EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2,
                                           patience=10**9, fail_after=10**9, **speed)
-    variants = {"engine (defaults: fused kernels, bf16 training products, 2 workers)": {},
+    here = default_train_precision()
+    variants = {f"engine (defaults here: fused kernels, {here} training products, 2 workers)": {},
                 "engine, autograd through the stepper": {"train_kernels": "autograd"},
                 "engine, float32 training products": {"train_precision": "fp32"},
-                "engine, 1 worker (torch's own threads)": {"workers": 1}}
+                "engine, bf16 training products": {"train_precision": "bf16"},
+                "engine, 1 worker": {"workers": 1}}
+    del variants[f"engine, {'float32' if here == 'fp32' else 'bf16'} training products"]
+    if not bf16_products() and not args.emulated_bf16:
+        del variants["engine, bf16 training products"]
+        print("(bf16 training products left out: this CPU has no bf16 dot products and torch "
+              "emulates them, ~30x slower than float32; --emulated-bf16 times them anyway)")
     print(f"CPU: {cpu_description()}")
     print(f"model {args.model} ({model.parameter_count():,} params), {len(specs)} fits batched, "
           f"batch 128, torch threads {torch.get_num_threads()}")
