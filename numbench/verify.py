@@ -17,7 +17,7 @@ import torch
 
 from .errors import NumbenchError
 from .evaluate import Settings, evaluate
-from .machine import cpu_description, other_cpu_note
+from .machine import bf16_products, cpu_description, other_cpu_note
 from .models.files import model_sha256
 from .protocol import PROTOCOL_VERSION
 from .results import result_digest, validate_result, write_json_atomic
@@ -85,6 +85,21 @@ class Verification:
     @property
     def passed(self) -> bool:
         return not self.mismatches
+
+
+def slow_replay_note(result_path: str | Path) -> str | None:
+    """A warning, before a re-run, when the result trained with bf16 products on a CPU with
+    bf16 dot products and this one has none: torch emulates them, ~30× slower (None when
+    not, or when the file cannot be read: ``verify`` then says why)."""
+    try:
+        engine = json.loads(Path(result_path).read_text())["settings"]["engine"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(engine, dict) or engine.get("train_precision") != "bf16" or bf16_products():
+        return None
+    return (f"the result trained with bf16 products, and this CPU ({cpu_description()}) has no "
+            "bf16 dot products: torch emulates them, ~30x slower than float32, so the re-run "
+            "takes that much longer; a CPU with AVX512-BF16 or AMX replays it at speed")
 
 
 def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Verification:

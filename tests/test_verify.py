@@ -101,3 +101,22 @@ def test_a_result_records_its_cpu_and_verify_names_another_cpu_kind(submitted_re
     record = json.loads(submitted_result.with_name("verify.json").read_text())
     assert record["cpu_recorded"].startswith("Some Other CPU") and record["cpu"] == cpu_description()
     assert "re-run on" in record["note"]
+
+
+def test_verify_warns_before_replaying_bf16_products_on_a_cpu_without_them(submitted_result,
+                                                                           monkeypatch):
+    """A result trained with bf16 products replays ~30x slower where torch emulates them:
+    verify says so before it starts, and only then."""
+    from numbench import verify as verify_module
+
+    doc = json.loads(submitted_result.read_text())
+    for precision, has_bf16, warned in (("bf16", False, True), ("bf16", True, False),
+                                        ("fp32", False, False)):
+        doc["settings"]["engine"]["train_precision"] = precision
+        write_json_atomic(submitted_result, seal(doc))
+        monkeypatch.setattr(verify_module, "bf16_products", lambda: has_bf16)
+        note = verify_module.slow_replay_note(submitted_result)
+        assert (note is not None) == warned
+        if warned:
+            assert "emulates" in note and "bf16" in note
+    assert verify_module.slow_replay_note(submitted_result.with_name("missing.json")) is None

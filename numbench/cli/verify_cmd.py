@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from ..verify import verify
+from ..verify import slow_replay_note, verify
 from . import EXIT_FAILED
 from .output import print_json, stderr, stdout
 
@@ -23,6 +23,9 @@ def command(result_file: str, model_file: str, as_json: bool) -> None:
 
     Example: numbench verify submissions/gru_multi_object_s0/result.json baselines/gru_multi_object_s0.pt
     """
+    slow = slow_replay_note(result_file)
+    if slow:
+        stderr.print(f"[yellow]note[/]: {escape(slow)}", highlight=False)
     with stderr.status("re-running the evaluation…"):
         v = verify(result_file, model_file)
     if as_json:
