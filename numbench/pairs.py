@@ -152,21 +152,27 @@ def _sequences(task: Task, split: str, mode: str):
     return tuple(map(tuple, bases)), n_base, base_pos, tuple(map(tuple, sources)), n_src, src_pos
 
 
+def base_trace(task: Task, program: Program, base, i: int) -> tuple[dict, tuple]:
+    """The program's state after base position ``i``, and its phases before ``i``."""
+    states = program.trace(task, base[: i + 1])
+    return states[i], tuple(st["phase"] for st in states[:i])
+
+
 def counterfactual(task: Task, program: Program, variables: tuple[str, ...], base: list[int],
                    n_base: int, i: int, source_state: dict, rng: np.random.Generator,
-                   ) -> tuple[list[int], list[bool]]:
+                   traced: tuple[dict, tuple] | None = None) -> tuple[list[int], list[bool]]:
     """The counterfactual tokens and, per input position, whether its next token is scored.
 
     ``source_state`` holds the values to write into ``variables`` (already permuted for the
-    control).
+    control); ``traced`` is the base's ``base_trace`` at ``i``, if already known.
     """
-    states = program.trace(task, base[: i + 1])
-    s = dict(states[i])
+    at_i, phases_before = traced or base_trace(task, program, base, i)
+    s = dict(at_i)
     for v in variables:
         s[v] = source_state[v]
     cont, cont_states = program.generate(task, n_base, s, rng)
-    tokens = base[: i + 1] + cont
-    phases = [st["phase"] for st in states[:i]] + [s["phase"]] + [st["phase"] for st in cont_states]
+    tokens = list(base[: i + 1]) + cont
+    phases = list(phases_before) + [s["phase"]] + [st["phase"] for st in cont_states]
     scored = [ph == RESPOND for ph in phases[: len(tokens) - 1]] + [False]
     return tokens, scored
 
@@ -194,14 +200,15 @@ def _make_pairs(task, program, variables, split, mode, permuted, verify) -> Pair
     prog = get_program(program)
     seed, bases, n_base, base_pos, sources, n_src, src_pos, rng = _draw_sequences(task, split, mode)
     perms = permutations_for(task, prog) if permuted else {}
+    base_traces, src_states = _traces(task, program, split, mode)
     cf_tokens, cf_scored, values = [], [], []
     for b in range(len(bases)):
-        src_state = prog.trace(task, sources[b][: src_pos[b] + 1])[src_pos[b]]
+        src_state = src_states[b]
         if permuted:
             src_state = {v: perms[v][src_state[v]] if v in variables else x
                          for v, x in src_state.items()}
         toks, sc = counterfactual(task, prog, variables, bases[b], int(n_base[b]),
-                                  int(base_pos[b]), src_state, rng)
+                                  int(base_pos[b]), src_state, rng, base_traces[b])
         cf_tokens.append(toks)
         cf_scored.append(sc)
         values.append([src_state[v] for v in variables])
@@ -226,6 +233,18 @@ def _make_pairs(task, program, variables, split, mode, permuted, verify) -> Pair
                 f"{recorded[:12]}…, got {pairs.sha256[:12]}…)",
                 path=tasks_dir() / LOCK_FILE, field=pairs.key)
     return pairs
+
+
+@lru_cache(maxsize=12)
+def _traces(task: Task, program: str, split: str, mode: str) -> tuple[list, list]:
+    """Each base's ``base_trace`` at its position and each source's state at its position:
+    the same for every variable set and control of a program (traced once, read only)."""
+    prog = get_program(program)
+    bases, _, base_pos, sources, _, src_pos = _sequences(task, split, mode)
+    base_traces = [base_trace(task, prog, bases[b], int(base_pos[b])) for b in range(len(bases))]
+    src_states = [prog.trace(task, sources[b][: src_pos[b] + 1])[src_pos[b]]
+                  for b in range(len(sources))]
+    return base_traces, src_states
 
 
 def read_lock() -> dict[str, str]:
