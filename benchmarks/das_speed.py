@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
 from numbench.evaluate import _Pairs
-from numbench.machine import bf16_products, cpu_description, default_train_precision
+from numbench.machine import cpu_description, default_train_precision
 from numbench.models.files import load_model
 from numbench.protocol import PROGRAMS
 from numbench.programs import get_program
@@ -96,16 +96,15 @@ def main() -> None:
     cfg = lambda n, **speed: EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2,
                                           patience=10**9, fail_after=10**9, **speed)
     here = default_train_precision()
+    other = "fp32" if here == "bf16" else "bf16"
     variants = {f"engine (defaults here: fused kernels, {here} training products, 2 workers)": {},
-                "engine, autograd through the stepper": {"train_kernels": "autograd"},
-                "engine, float32 training products": {"train_precision": "fp32"},
-                "engine, bf16 training products": {"train_precision": "bf16"},
-                "engine, 1 worker": {"workers": 1}}
-    del variants[f"engine, {'float32' if here == 'fp32' else 'bf16'} training products"]
-    if not bf16_products() and not args.emulated_bf16:
-        del variants["engine, bf16 training products"]
+                "engine, autograd through the stepper": {"train_kernels": "autograd"}}
+    if other == "fp32" or args.emulated_bf16:
+        variants[f"engine, {other} training products"] = {"train_precision": other}
+    else:
         print("(bf16 training products left out: this CPU has no bf16 dot products and torch "
               "emulates them, ~30x slower than float32; --emulated-bf16 times them anyway)")
+    variants["engine, 1 worker"] = {"workers": 1}
     print(f"CPU: {cpu_description()}")
     print(f"model {args.model} ({model.parameter_count():,} params), {len(specs)} fits batched, "
           f"batch 128, torch threads {torch.get_num_threads()}")

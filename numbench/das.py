@@ -78,7 +78,9 @@ class Engine:
         causal = (not self.fast and isinstance(model, TailRunnable)
                   and self.config.causal_training == "tail")
         self.tail = causal and mode == "single"
-        self.low_causal = causal and self.config.train_precision == "bf16" and model.bf16_training
+        # a training step's products may run in bf16 (the model keeps its state float32)
+        self.bf16 = self.config.train_precision == "bf16" and model.bf16_training
+        self.low_causal = causal and self.bf16
         # float32 training through the fused kernels: every packed run (training and
         # scoring) rounds its row counts up, so a fit computes as it would alone
         self.padded = (self.fast and self.config.train_precision == "fp32"
@@ -176,7 +178,7 @@ class Engine:
         # a training step may run the restarted recurrence's products in bf16 (the state
         # stays float32: see docs/contract.md); scoring never does
         training = torch.is_grad_enabled()
-        low = training and self.config.train_precision == "bf16" and self.model.bf16_training
+        low = training and self.bf16
         fused = training and self.config.train_kernels == "fused" and self.model.fused_training
         extra = ({"fused": True} if fused else {}) | ({"padded": True} if self.padded else {})
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
@@ -258,11 +260,9 @@ class Engine:
         """Whether fits train on the continuous schedule (see ``EngineConfig.schedule``)."""
         if self.config.schedule != "continuous" or not self.fast:
             return False
-        if self.config.train_precision == "bf16" and self.model.bf16_training:
-            return True
         # float32 products: only through the fused kernels, whose runs round their row
         # counts up, and where such products are row-exact (machine.fp32_rows_exact)
-        return self.padded and fp32_rows_exact()
+        return self.bf16 or (self.padded and fp32_rows_exact())
 
     def run(self, specs: list[FitSpec], *, seed: int = 0,
             on_step: Callable[[int, int, float], None] | None = None) -> list[FitResult]:

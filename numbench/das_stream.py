@@ -169,8 +169,9 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
 
     def untrained() -> None:
         """The untrained fits (``full``, ``random``), here. They prepare the pair sets this
-        process's streamed fits reuse, so beside worker processes they run on one thread,
-        as the workers do, and after the workers have started on the trained fits."""
+        process's streamed fits reuse, so they run on one thread, as every process of the
+        stream does, and, beside worker processes, after those have started on the
+        trained fits."""
         for r, (engine, specs) in enumerate(runs):
             fixed = sorted(set(range(len(specs))) - set(trainable[r]))
             done.append(dict(zip(fixed, engine._run([specs[i] for i in fixed], seed, None)

@@ -20,6 +20,7 @@ import torch
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
+@functools.lru_cache(maxsize=None)
 def _cpuinfo() -> tuple[str, set[str]]:
     """The CPU's model name and flags (Linux's /proc/cpuinfo; elsewhere the platform's name)."""
     try:
@@ -58,22 +59,19 @@ def fp32_rows_exact() -> bool:
     sums rows differently below 4 rows, and for a contiguous weight of ≤ 10 columns by the
     row's place in the product; neither arises there. The engine's continuous schedule
     needs it for float32 training (docs/engine.md); where it fails, fits step in lockstep."""
+    from .das_workers import one_thread
+
     generator = torch.Generator().manual_seed(0)
     rand = lambda *shape: torch.randn(*shape, generator=generator)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         for k, n in ((32, 96), (128, 384), (128, 512), (512, 128), (512, 9), (64, 9)):
             x = rand(1100, k)
-            weights = [rand(n, k).t()] + ([rand(k, n)] if n >= 96 else [])
-            for w in weights:
+            for w in [rand(n, k).t()] + ([rand(k, n)] if n >= 96 else []):
                 whole = x @ w
-                for rows in (32, 64, 96, 128, 160, 224, 256, 384, 512, 640, 768, 1024):
-                    for start in (0, 3, 37):
-                        if not torch.equal(x[start : start + rows] @ w, whole[start : start + rows]):
-                            return False
-    finally:
-        torch.set_num_threads(threads)
+                if not all(torch.equal(x[start : start + rows] @ w, whole[start : start + rows])
+                           for rows in (32, 64, 96, 128, 160, 224, 256, 384, 512, 640, 768, 1024)
+                           for start in (0, 3, 37)):
+                    return False
     return True
 
 
