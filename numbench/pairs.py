@@ -119,19 +119,18 @@ def _eligible(task: Task, row: list[int]) -> np.ndarray:
 
 
 def _draw_sequences(task: Task, split: str, mode: str):
-    """Bases, sources and positions: a function of (task version, split, mode) only; and
-    the generator of the counterfactuals' continuations, fresh at every call."""
+    """Bases, sources and positions: a function of (task version, split, mode) only, drawn
+    once and shared (never modified); and the generator of the counterfactuals' continuations,
+    fresh at every call."""
     size, pool_name, seed = PAIR_SPLITS[split]
     ss = np.random.SeedSequence([seed, task.version, MODES.index(mode)])
-    cont_rng = np.random.default_rng(ss.spawn(1)[0])
-    bases, n_base, base_pos, sources, n_src, src_pos = _sequences(task, split, mode)
-    return (seed, [list(b) for b in bases], n_base.copy(), base_pos.copy(),
-            [list(s) for s in sources], n_src.copy(), src_pos.copy(), cont_rng)
+    return (seed, *_sequences(task, split, mode), np.random.default_rng(ss.spawn(1)[0]))
 
 
 @lru_cache(maxsize=8)
 def _sequences(task: Task, split: str, mode: str):
-    """Every variable's pair sets share these: drawn once (callers get copies)."""
+    """Every variable's pair sets share these, drawn once: the sequences as tuples and as
+    batches (shared by every pair set: never modified)."""
     size, pool_name, seed = PAIR_SPLITS[split]
     rng = np.random.default_rng(np.random.SeedSequence([seed, task.version, MODES.index(mode)]))
     pool = np.asarray(task.counts_for(pool_name))
@@ -149,7 +148,9 @@ def _sequences(task: Task, split: str, mode: str):
         else:  # prefix: i = j, eligible in both
             both = np.intersect1d(eb, _eligible(task, sources[b]))
             base_pos[b] = src_pos[b] = both[rng.integers(len(both))]
-    return tuple(map(tuple, bases)), n_base, base_pos, tuple(map(tuple, sources)), n_src, src_pos
+    bases, sources = tuple(map(tuple, bases)), tuple(map(tuple, sources))
+    out = (bases, batch_of(task, bases, n_base), base_pos, sources, batch_of(task, sources, n_src), src_pos)
+    return out
 
 
 def base_trace(task: Task, program: Program, base, i: int) -> tuple[dict, tuple]:
@@ -170,11 +171,19 @@ def counterfactual(task: Task, program: Program, variables: tuple[str, ...], bas
     s = dict(at_i)
     for v in variables:
         s[v] = source_state[v]
-    cont, cont_states = program.generate(task, n_base, s, rng)
-    tokens = list(base[: i + 1]) + cont
-    phases = list(phases_before) + [s["phase"]] + [st["phase"] for st in cont_states]
-    scored = [ph == RESPOND for ph in phases[: len(tokens) - 1]] + [False]
-    return tokens, scored
+    # what program.generate(task, n_base, s, rng) emits, and the same draws from rng,
+    # without stepping through the tokens (tests/test_pairs.py holds the two equal)
+    demos, responses = program.emissions(task, n_base, s)
+    demo_ids = task.demo_ids
+    cont = [demo_ids[int(rng.integers(len(demo_ids)))] for _ in range(demos)] if demos else []
+    if s["phase"] != RESPOND:
+        cont.append(task.trigger_id)
+    cont += [task.response_id] * responses + [task.end_id]
+    # a position is scored when the state after it is in the respond phase: the base's up
+    # to i, then the demo tokens' (demo phase) and the rest's (respond); never E's
+    scored = [ph == RESPOND for ph in phases_before] + [s["phase"] == RESPOND]
+    scored += [False] * demos + [True] * (len(cont) - demos - 1) + [False]
+    return list(base[: i + 1]) + cont, scored
 
 
 def make_pairs(task: Task, program: str | Program, variables: str | tuple[str, ...],
@@ -195,10 +204,11 @@ def make_pairs(task: Task, program: str | Program, variables: str | tuple[str, .
     return _make_pairs(task, prog.name, tuple(variables), split, mode, permuted, verify)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=96)  # every set the protocol uses on a task (84): made once a process
 def _make_pairs(task, program, variables, split, mode, permuted, verify) -> PairSet:
     prog = get_program(program)
-    seed, bases, n_base, base_pos, sources, n_src, src_pos, rng = _draw_sequences(task, split, mode)
+    seed, bases, base_batch, base_pos, sources, source_batch, src_pos, rng = _draw_sequences(task, split, mode)
+    n_base = base_batch.counts
     perms = permutations_for(task, prog) if permuted else {}
     base_traces, src_states = _traces(task, program, split, mode)
     cf_tokens, cf_scored, values = [], [], []
@@ -220,8 +230,7 @@ def _make_pairs(task, program, variables, split, mode, permuted, verify) -> Pair
     pairs = PairSet(
         task=task.name, task_version=task.version, program=prog.name, variables=variables,
         split=split, mode=mode, permuted=permuted, seed=seed,
-        base=batch_of(task, bases, n_base), base_pos=base_pos,
-        source=batch_of(task, sources, n_src), source_pos=src_pos,
+        base=base_batch, base_pos=base_pos, source=source_batch, source_pos=src_pos,
         counterfactual=cf, source_values=np.asarray(values, dtype=np.int64),
         permutations={v: [perms[v][x] for x in sorted(perms[v])] for v in variables} if permuted else {},
     )

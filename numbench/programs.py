@@ -126,6 +126,21 @@ class Program(ABC):
             states.append(s)
         raise RuntimeError("program did not reach E")  # pragma: no cover - a program bug
 
+    def emissions(self, task: "Task", n: int, state: State) -> tuple[int, int]:
+        """How many demo tokens and responses ``generate`` emits from ``state`` before
+        ``E`` (with a ``T`` between them if ``state`` is in the demo phase), without
+        stepping through tokens or drawing them. Relies on what both programs do: a demo
+        token raises ``demo_seen`` by one and a response lowers ``responses_left`` by one
+        (``tests/test_programs.py`` holds this to ``generate``)."""
+        s, demos = dict(state), 0
+        if s["phase"] == DEMO:
+            demos = max(0, n - self.demo_seen(s))
+            for _ in range(demos):
+                self.on_demo(s)
+            s["phase"] = RESPOND
+            self.on_trigger(task, s)
+        return demos, max(0, self.responses_left(task, s))
+
 
 class UpDown(Program):
     name = "up_down"

@@ -161,6 +161,40 @@ def test_tampered_lock_is_a_loud_error(multi, tmp_path, monkeypatch):
     pairs_mod._make_pairs.cache_clear()
 
 
+def _stepped_counterfactual(task, program, variables, base, n, i, source_state, rng):
+    """The plain reference: trace the base through i, overwrite, step ``generate`` token by
+    token; a position is scored when the state after it is in the respond phase."""
+    states = program.trace(task, base[: i + 1])
+    s = dict(states[i], **{v: source_state[v] for v in variables})
+    cont, cont_states = program.generate(task, n, s, rng)
+    phases = [st["phase"] for st in states[:i]] + [s["phase"]] + [st["phase"] for st in cont_states]
+    tokens = list(base[: i + 1]) + cont
+    return tokens, [ph == RESPOND for ph in phases[: len(tokens) - 1]] + [False]
+
+
+@pytest.mark.parametrize("program", ["up_down", "up_up"])
+def test_counterfactual_is_what_stepping_the_program_gives(multi, program):
+    """``counterfactual`` counts the continuation (``Program.emissions``) instead of stepping
+    through it: same tokens, same scored mask, same draws from the generator, for every
+    interchanged value of every variable set at every eligible position of a base."""
+    prog = get_program(program)
+    base = ids(multi, BASE)
+    sets = [(v,) for v in prog.variables] + [prog.variables]
+    checked = demos = 0
+    for i in range(1, len(base) - 1):
+        for variables in sets:
+            for value in range(multi.max_count_value + 1):
+                source = {v: (value % 2 if v == "phase" else value) for v in prog.variables}
+                fast, slow = np.random.default_rng(i), np.random.default_rng(i)
+                got = counterfactual(multi, prog, variables, base, 6, i, source, fast)
+                want = _stepped_counterfactual(multi, prog, variables, base, 6, i, source, slow)
+                assert got == want, (i, variables, source)
+                assert fast.integers(1 << 30) == slow.integers(1 << 30)  # the same draws
+                checked += 1
+                demos += sum(t in multi.demo_ids for t in got[0][i + 1:])
+    assert checked > 100 and demos > 100  # continuations with drawn demo tokens among them
+
+
 @pytest.mark.slow
 def test_every_locked_pair_set_regenerates():
     from numbench.pairs import standard_pair_keys
