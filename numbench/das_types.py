@@ -56,8 +56,9 @@ class EngineConfig:
     # "continuous": a process keeps fits_per_forward fits in flight and starts a waiting
     # fit as soon as one stops, each on its own step count (das_stream.py); "lockstep":
     # a part's fits start together and step together until the last stops. Continuous
-    # needs bf16 training products (a fit's arithmetic then does not depend on which fits
-    # share its forward); otherwise the engine steps in lockstep.
+    # needs a fit's arithmetic not to depend on which fits share its forward: bf16
+    # training products, or float32 ones through fused kernels with padded row counts
+    # where this CPU's products are row-exact (Engine.continuous); otherwise lockstep.
     schedule: str = "continuous"
     # a training step of a causal model that is not restartable (the transformer): "tail"
     # runs its run_tail (models/contract.py), with gradient only from each row's

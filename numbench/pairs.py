@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ class PairSet:
         return pair_key(self.task, self.task_version, self.program, self.variables,
                         self.split, self.mode, self.permuted)
 
-    @property
+    @cached_property  # asked for by every cell that uses the set
     def sha256(self) -> str:
         return _pair_sha256(self)
 

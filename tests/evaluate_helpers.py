@@ -3,7 +3,7 @@
 from numbench.das import EngineConfig
 from numbench.evaluate import Settings
 
-TINY_ENGINE = EngineConfig(max_steps=6, eval_every=3, fits_per_forward=16)
+TINY_ENGINE = EngineConfig(max_steps=6, eval_every=3, fits_per_forward=16, eval_chunk=1000)
 
 
 def tiny_settings(seed=0):

@@ -14,7 +14,7 @@ from numbench.submissions import collect
 from numbench.sweep import plan
 
 TINY_TRAIN = {"max_steps": 30, "eval_every": 10_000, "valid_size": 10, "pool_size": 500, "lr": 3e-3}
-TINY_ENGINE = {"max_steps": 6, "eval_every": 3, "fits_per_forward": 16}
+TINY_ENGINE = {"max_steps": 6, "eval_every": 3, "fits_per_forward": 16, "eval_chunk": 1000}
 
 
 def sweep_doc(tmp_path, seeds=(0, 1), extra_models=()):
