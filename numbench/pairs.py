@@ -120,8 +120,8 @@ def _eligible(task: Task, row: list[int]) -> np.ndarray:
 
 def _draw_sequences(task: Task, split: str, mode: str):
     """Bases, sources and positions: a function of (task version, split, mode) only, drawn
-    once and shared (never modified); and the generator of the counterfactuals' continuations,
-    fresh at every call."""
+    once and shared (never modified); and the generator of the counterfactuals'
+    continuations, fresh at every call."""
     size, pool_name, seed = PAIR_SPLITS[split]
     ss = np.random.SeedSequence([seed, task.version, MODES.index(mode)])
     return (seed, *_sequences(task, split, mode), np.random.default_rng(ss.spawn(1)[0]))
@@ -149,8 +149,8 @@ def _sequences(task: Task, split: str, mode: str):
             both = np.intersect1d(eb, _eligible(task, sources[b]))
             base_pos[b] = src_pos[b] = both[rng.integers(len(both))]
     bases, sources = tuple(map(tuple, bases)), tuple(map(tuple, sources))
-    out = (bases, batch_of(task, bases, n_base), base_pos, sources, batch_of(task, sources, n_src), src_pos)
-    return out
+    return (bases, batch_of(task, bases, n_base), base_pos,
+            sources, batch_of(task, sources, n_src), src_pos)
 
 
 def base_trace(task: Task, program: Program, base, i: int) -> tuple[dict, tuple]:

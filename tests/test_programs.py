@@ -68,3 +68,22 @@ def test_generate_counts_from_demo_state(multi):
     assert [n.startswith("D") for n in names[:2]] == [True, True]
     assert names[2:] == ["T", "R", "R", "R", "E"]
     assert len(states) == len(toks)
+
+
+@pytest.mark.parametrize("task", list_tasks(), ids=lambda t: t.name)
+@pytest.mark.parametrize("program", ["up_down", "up_up"])
+def test_emissions_count_what_generate_emits(task, program):
+    """From any state, even one no sequence reaches (an interchange can write any value),
+    ``emissions`` gives the demo tokens and responses ``generate`` emits before E."""
+    prog = get_program(program)
+    top = task.max_count_value + 2
+    grids = {"phase": (DEMO, RESPOND)} | {v: range(top) for v in prog.variables if v != "phase"}
+    states = [{}]
+    for var, values in grids.items():
+        states = [dict(s, **{var: x}) for s in states for x in values]
+    for n in (1, 7, max(task.all_counts)):
+        for state in states:
+            toks, _ = prog.generate(task, n, state, np.random.default_rng(0))
+            t = toks.index(task.trigger_id) if task.trigger_id in toks else -1  # demos before T
+            assert (t >= 0) == (state["phase"] == DEMO)
+            assert prog.emissions(task, n, state) == (max(t, 0), len(toks) - t - 2), (n, state)
