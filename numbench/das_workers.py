@@ -281,6 +281,15 @@ def run_streams(jobs: list[tuple], config: EngineConfig, seed: int,
     return {i: r for part in results for i, r in part.items()}
 
 
+def shown_progress(status: dict[int, tuple[int, int, float]]) -> tuple[int, int, float]:
+    """What a run's progress shows of its tasks' (step, fits training, best valid IIA): the
+    furthest step of the tasks still training (a finished lockstep part's last step would
+    otherwise stand while the next part starts from 0), all their fits, the best IIA."""
+    live = [st[0] for st in status.values() if st[1] > 0] or [st[0] for st in status.values()]
+    return (max(live), sum(st[1] for st in status.values()),
+            max(st[2] for st in status.values()))
+
+
 def _farm(engines, config, tasks, active, seed, on_step, stream, run_here, first=None) -> list[dict]:
     """Run ``tasks`` ((specs, the engine of each)) on ``workers`` processes, each taking
     the next task when free; this process runs its tasks by ``run_here(task, claim,
@@ -344,10 +353,8 @@ def _farm(engines, config, tasks, active, seed, on_step, stream, run_here, first
                 f.result()  # a child's error is raised here, in the parent
                 status[p] = (status[p][0], 0, status[p][2])
         if on_step:
-            waiting = max(0, n_fits - claims[1]) if stream else 0
-            on_step(max(s[0] for s in status.values()),
-                    sum(s[1] for s in status.values()) + waiting,
-                    max(s[2] for s in status.values()))
+            step, live, best = shown_progress(status)
+            on_step(step, live + (max(0, n_fits - claims[1]) if stream else 0), best)
 
     for _ in range(config.workers - 1):
         feed()

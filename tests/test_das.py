@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors, train_together
-from numbench.das_workers import deal, one_thread
+from numbench.das_workers import deal, one_thread, shown_progress
 from numbench.machine import fp32_rows_exact
 from numbench.gate import identity_logit_diff
 from numbench.pairs import make_pairs
@@ -317,6 +317,9 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, sch
     furthest = max(step for step, _, _ in seen)
     assert furthest == 40 if schedule == "lockstep" else furthest in (80, 120)
     assert all(0 <= active <= 3 for _, active, _ in seen)
+    # a part that has finished no longer holds the shown step (parts still to start: step 0)
+    assert shown_progress({0: (5800, 0, 0.98), 1: (300, 5, 0.5), 2: (0, 5, 0.0)}) == (300, 10, 0.98)
+    assert shown_progress({0: (5800, 0, 0.98), 1: (900, 0, 0.5)}) == (5800, 0, 0.98)
     # parts are dealt in snake order, so a repeating pattern of kinds splits evenly
     assert deal(8, 2) == [0, 1, 1, 0, 0, 1, 1, 0] and deal(5, 3) == [0, 1, 2, 2, 1]
     engine = Engine(small_gru, "hidden", config=EngineConfig(fits_per_forward=8))
