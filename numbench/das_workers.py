@@ -253,8 +253,8 @@ def run_parts(engine, config: EngineConfig, parts: list[list[FitSpec]], seed: in
               ) -> list[list[FitResult]]:
     """Lockstep: each part's results. ``workers`` run the parts as they come free, in
     order: this process by ``run_here(specs, on_step)`` on one core, the others in worker
-    processes meanwhile. ``on_step`` sees the furthest step of the parts still training, the active fits
-    of all, and the best valid IIA so far."""
+    processes meanwhile. ``on_step`` sees the furthest step of the parts still training,
+    the active fits of all, and the best valid IIA so far (``shown_progress``)."""
     from .alignments import ALIGNMENTS
 
     active = [sum(ALIGNMENTS[s.alignment].trainable for s in specs) for specs in parts]
