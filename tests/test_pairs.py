@@ -176,7 +176,7 @@ def _stepped_counterfactual(task, program, variables, base, n, i, source_state, 
 def test_counterfactual_is_what_stepping_the_program_gives(multi, program):
     """``counterfactual`` counts the continuation (``Program.emissions``) instead of stepping
     through it: same tokens, same scored mask, same draws from the generator, for every
-    interchanged value of every variable set at every eligible position of a base."""
+    interchanged value of every variable set at every position of a base."""
     prog = get_program(program)
     base = ids(multi, BASE)
     sets = [(v,) for v in prog.variables] + [prog.variables]
