@@ -77,20 +77,26 @@ def test_help_has_an_example(run, verb):
 
 def test_every_verb_loads_its_own_command_and_only_when_named(run):
     """Verbs load lazily (``cli.VERBS``): each name gives the command of that name, --help
-    lists them all, and importing the CLI imports no verb's module (compare's pandas)."""
+    lists them all, and neither importing the CLI nor its --help imports a verb's module
+    (compare's pandas, evaluate's torch)."""
     import subprocess
     import sys
 
     import click
 
-    from numbench.cli import VERBS
+    from numbench.cli import SUMMARIES, VERBS
 
     ctx = click.Context(main)
     assert [main.get_command(ctx, name).name for name in VERBS] == list(VERBS)
     assert main.get_command(ctx, "nope") is None
     listed = run("--help").output
     assert all(f"  {name} " in listed for name in VERBS)
-    code = ("import sys, numbench.cli; "
-            "print(sorted(m for m in sys.modules if m.startswith(('pandas', 'numbench.cli.'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    # --help lists the verbs from SUMMARIES, each its command's own first help sentence
+    assert {name: main.get_command(ctx, name).get_short_help_str(limit=10**6)
+            for name in VERBS} == SUMMARIES
+    for imports in ("", "numbench.cli.main(['--help'])"):  # neither loads a verb
+        code = ("import sys, numbench.cli\ntry:\n    " + (imports or "pass") + "\n"
+                "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules "
+                "if m.startswith(('pandas', 'torch', 'numbench.cli.'))))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] == "[]", imports

@@ -6,6 +6,7 @@ import importlib
 import sys
 
 import click
+from click.utils import make_default_short_help
 
 from ..errors import NumbenchError
 from ..version import __version__
@@ -24,12 +25,45 @@ VERBS = {"tasks": "tasks_cmd", "show": "show_cmd", "pairs": "pairs_cmd", "train"
          "sweep": "sweep_cmd", "trajectory": "trajectory_cmd"}
 
 
+#: each verb's one-line summary for ``numbench --help``, which then imports no verb (all
+#: of them took ~4 s); tests/test_cli_foundation.py holds these to the commands' own help.
+SUMMARIES = {
+    "tasks": "List the tasks with versions, vocabularies and frozen split hashes.",
+    "show": "Show example sequences of TASK's frozen SPLIT (scored targets in bold).",
+    "pairs": "Show interchange pairs: base, source, swap positions and counterfactual.",
+    "train": "Train ARCH on TASK from SEED and write a model file (deterministic on CPU).",
+    "accuracy": "Task accuracy of MODEL_FILE on the frozen iid, holdout and void splits.",
+    "evaluate": "Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, "
+                "IIA of every program variable under orthogonal and linear alignment with "
+                "controls.",
+    "verify": "Check RESULT_FILE against MODEL_FILE: the model's sha256, then a full re-run "
+              "of the recorded evaluation (same protocol, seed and settings), number by "
+              "number.",
+    "leaderboard": "Rebuild leaderboard.md from every result file under submissions/.",
+    "compare": "Compare alignment functions (orthogonal, linear, sd_linear, full, random) per "
+               "model, program and variable: test IIA, permuted-variable control, "
+               "selectivity, random-init.",
+    "plot": "Plot RESULT files: IIA vs k per alignment, IIA per site, and gradience.",
+    "sweep": "Train and evaluate the grid in SPEC (a TOML or JSON sweep file).",
+    "trajectory": "Evaluate every checkpoint in RUN_DIR (from `numbench train --save-every "
+                  "N`) and report task accuracy and IIA against training step, with their "
+                  "correlation.",
+}
+
+
 class _Group(click.Group):
     """Loads each verb's module when it is named; turns every :class:`NumbenchError` into
     one line on stderr and exit code 2."""
 
     def list_commands(self, ctx) -> list[str]:
         return list(VERBS)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The verbs and their summaries, as click lists them, without loading a verb."""
+        limit = formatter.width - 6 - max(map(len, VERBS))
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, make_default_short_help(SUMMARIES[name], limit))
+                                for name in VERBS])
 
     def get_command(self, ctx, name: str) -> click.Command | None:
         if name not in VERBS:
