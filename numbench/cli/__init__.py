@@ -6,7 +6,6 @@ import importlib
 import sys
 
 import click
-from click.utils import make_default_short_help
 
 from ..errors import NumbenchError
 from ..version import __version__
@@ -62,8 +61,8 @@ class _Group(click.Group):
         """The verbs and their summaries, as click lists them, without loading a verb."""
         limit = formatter.width - 6 - max(map(len, VERBS))
         with formatter.section("Commands"):
-            formatter.write_dl([(name, make_default_short_help(SUMMARIES[name], limit))
-                                for name in VERBS])
+            formatter.write_dl([(name, click.Command(name, help=SUMMARIES[name])
+                                 .get_short_help_str(limit)) for name in VERBS])
 
     def get_command(self, ctx, name: str) -> click.Command | None:
         if name not in VERBS:
