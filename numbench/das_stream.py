@@ -156,7 +156,8 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
     if not all(e.continuous and e.config == runs[0][0].config for e, _ in runs):
         return [e.run(specs, seed=seed, on_step=on_step) for e, specs in runs]
     from .das import _trainable
-    from .das_workers import one_thread, run_streams
+    from .das_workers import run_streams
+    from .machine import one_thread
 
     release_free_memory()  # what earlier stages freed, before training adds its own
     trainable = [_trainable(specs) for _, specs in runs]

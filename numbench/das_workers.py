@@ -38,11 +38,12 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Callable
 
 import torch
+
+from .machine import one_thread
 
 if TYPE_CHECKING:
     from .das import EngineConfig, FitResult, FitSpec
@@ -113,20 +114,6 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
-
-
-@contextmanager
-def one_thread():
-    """torch on one thread here, as in every worker process. Whatever this process computes
-    for fits that may train in a worker (their prepared activations above all) must be
-    computed so: some models' float32 runs round differently on two threads (the LSTM's
-    activations by up to 1e-5), and a fit's numbers must not depend on where it trains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _init(progress, claims) -> None:

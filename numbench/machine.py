@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import platform
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,6 +49,21 @@ def default_train_precision() -> str:
     return "bf16" if bf16_products() else "fp32"
 
 
+@contextmanager
+def one_thread():
+    """torch on one thread here, as in every engine worker process (``das_workers``).
+    Whatever a process computes for fits that may train in a worker (their prepared
+    activations above all) must be computed so: some models' float32 runs round differently
+    on two threads (the LSTM's activations by up to 1e-5), and a fit's numbers must not
+    depend on where it trains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @functools.lru_cache(maxsize=None)
 def fp32_rows_exact() -> bool:
     """Whether this machine's float32 matrix products compute each row the same however
@@ -59,8 +75,6 @@ def fp32_rows_exact() -> bool:
     sums rows differently below 4 rows, and for a contiguous weight of ≤ 10 columns by the
     row's place in the product; neither arises there. The engine's continuous schedule
     needs it for float32 training (docs/engine.md); where it fails, fits step in lockstep."""
-    from .das_workers import one_thread
-
     generator = torch.Generator().manual_seed(0)
     rand = lambda *shape: torch.randn(*shape, generator=generator)
     with one_thread():

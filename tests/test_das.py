@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
 from numbench.das import Engine, EngineConfig, FitSpec, PairTensors, train_together
-from numbench.das_workers import deal, one_thread, shown_progress
-from numbench.machine import fp32_rows_exact
+from numbench.das_workers import deal, shown_progress
+from numbench.machine import fp32_rows_exact, one_thread
 from numbench.gate import identity_logit_diff
 from numbench.pairs import make_pairs
 from numbench.training import TrainConfig, train
