@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,21 +119,33 @@ def _eligible(task: Task, row: list[int]) -> np.ndarray:
     return np.array([t for t, tok in enumerate(row) if tok in allowed], dtype=np.int64)
 
 
-def _draw_sequences(task: Task, split: str, mode: str):
-    """Bases, sources and positions: a function of (task version, split, mode) only, drawn
-    once and shared (never modified); and the generator of the counterfactuals'
-    continuations, fresh at every call."""
-    size, pool_name, seed = PAIR_SPLITS[split]
-    ss = np.random.SeedSequence([seed, task.version, MODES.index(mode)])
-    return (seed, *_sequences(task, split, mode), np.random.default_rng(ss.spawn(1)[0]))
+def _seed_sequence(task: Task, split: str, mode: str) -> np.random.SeedSequence:
+    return np.random.SeedSequence([PAIR_SPLITS[split][2], task.version, MODES.index(mode)])
+
+
+def _continuation_rng(task: Task, split: str, mode: str) -> np.random.Generator:
+    """The generator of a pair set's counterfactual continuations, fresh at every call."""
+    return np.random.default_rng(_seed_sequence(task, split, mode).spawn(1)[0])
+
+
+class _Drawn(NamedTuple):
+    """Bases, sources and positions: a function of (task version, split, mode) only, never
+    of the program or variables. The sequences as tuples and as batches, shared by every
+    pair set of the split and mode (never modified)."""
+
+    bases: tuple[tuple[int, ...], ...]
+    base_batch: SequenceBatch
+    base_pos: np.ndarray
+    sources: tuple[tuple[int, ...], ...]
+    source_batch: SequenceBatch
+    source_pos: np.ndarray
 
 
 @lru_cache(maxsize=8)
-def _sequences(task: Task, split: str, mode: str):
-    """Every variable's pair sets share these, drawn once: the sequences as tuples and as
-    batches (shared by every pair set: never modified)."""
-    size, pool_name, seed = PAIR_SPLITS[split]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, task.version, MODES.index(mode)]))
+def _sequences(task: Task, split: str, mode: str) -> _Drawn:
+    """Every variable's pair sets share these: drawn once."""
+    size, pool_name, _ = PAIR_SPLITS[split]
+    rng = np.random.default_rng(_seed_sequence(task, split, mode))
     pool = np.asarray(task.counts_for(pool_name))
     n_base, n_src = rng.choice(pool, size=size), rng.choice(pool, size=size)
     bases = [one_sequence(task, int(n), 0.0, rng) for n in n_base]
@@ -149,8 +162,8 @@ def _sequences(task: Task, split: str, mode: str):
             both = np.intersect1d(eb, _eligible(task, sources[b]))
             base_pos[b] = src_pos[b] = both[rng.integers(len(both))]
     bases, sources = tuple(map(tuple, bases)), tuple(map(tuple, sources))
-    return (bases, batch_of(task, bases, n_base), base_pos,
-            sources, batch_of(task, sources, n_src), src_pos)
+    return _Drawn(bases, batch_of(task, bases, n_base), base_pos,
+                  sources, batch_of(task, sources, n_src), src_pos)
 
 
 def base_trace(task: Task, program: Program, base, i: int) -> tuple[dict, tuple]:
@@ -175,7 +188,7 @@ def counterfactual(task: Task, program: Program, variables: tuple[str, ...], bas
     # without stepping through the tokens (tests/test_pairs.py holds the two equal)
     demos, responses = program.emissions(task, n_base, s)
     demo_ids = task.demo_ids
-    cont = [demo_ids[int(rng.integers(len(demo_ids)))] for _ in range(demos)] if demos else []
+    cont = [demo_ids[int(rng.integers(len(demo_ids)))] for _ in range(demos)]
     if s["phase"] != RESPOND:
         cont.append(task.trigger_id)
     cont += [task.response_id] * responses + [task.end_id]
@@ -207,8 +220,8 @@ def make_pairs(task: Task, program: str | Program, variables: str | tuple[str, .
 @lru_cache(maxsize=96)  # every set the protocol uses on a task (84): made once a process
 def _make_pairs(task, program, variables, split, mode, permuted, verify) -> PairSet:
     prog = get_program(program)
-    seed, bases, base_batch, base_pos, sources, source_batch, src_pos, rng = _draw_sequences(task, split, mode)
-    n_base = base_batch.counts
+    drawn, rng = _sequences(task, split, mode), _continuation_rng(task, split, mode)
+    bases, base_pos, n_base = drawn.bases, drawn.base_pos, drawn.base_batch.counts
     perms = permutations_for(task, prog) if permuted else {}
     base_traces, src_states = _traces(task, program, split, mode)
     cf_tokens, cf_scored, values = [], [], []
@@ -229,8 +242,9 @@ def _make_pairs(task, program, variables, split, mode, permuted, verify) -> Pair
     cf = SequenceBatch(cf.ids, cf.lengths, cf.counts, scored)
     pairs = PairSet(
         task=task.name, task_version=task.version, program=prog.name, variables=variables,
-        split=split, mode=mode, permuted=permuted, seed=seed,
-        base=base_batch, base_pos=base_pos, source=source_batch, source_pos=src_pos,
+        split=split, mode=mode, permuted=permuted, seed=PAIR_SPLITS[split][2],
+        base=drawn.base_batch, base_pos=base_pos, source=drawn.source_batch,
+        source_pos=drawn.source_pos,
         counterfactual=cf, source_values=np.asarray(values, dtype=np.int64),
         permutations={v: [perms[v][x] for x in sorted(perms[v])] for v in variables} if permuted else {},
     )
@@ -249,10 +263,9 @@ def _traces(task: Task, program: str, split: str, mode: str) -> tuple[list, list
     """Each base's ``base_trace`` at its position and each source's state at its position:
     the same for every variable set and control of a program (traced once, read only)."""
     prog = get_program(program)
-    bases, _, base_pos, sources, _, src_pos = _sequences(task, split, mode)
-    base_traces = [base_trace(task, prog, bases[b], int(base_pos[b])) for b in range(len(bases))]
-    src_states = [prog.trace(task, sources[b][: src_pos[b] + 1])[src_pos[b]]
-                  for b in range(len(sources))]
+    d = _sequences(task, split, mode)
+    base_traces = [base_trace(task, prog, base, int(i)) for base, i in zip(d.bases, d.base_pos)]
+    src_states = [prog.trace(task, src[: j + 1])[j] for src, j in zip(d.sources, d.source_pos)]
     return base_traces, src_states
 
 
