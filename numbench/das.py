@@ -32,6 +32,7 @@ from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .machine import fp32_rows_exact
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
+from .models.packing import Packing
 from .das_prepare import Preparer, Split
 from .das_rows import _cut, _in_float32, _length_groups, _needs, take
 from .das_stream import train_together
@@ -76,8 +77,9 @@ class Engine:
         # a causal model's training step (TailRunnable): from the interchange on where the
         # mode is single; in prefix mode the whole forward; products in bf16 if allowed
         causal = (not self.fast and isinstance(model, TailRunnable)
-                  and self.config.causal_training == "tail")
+                  and self.config.causal_training in ("packed", "tail"))
         self.tail = causal and mode == "single"
+        self.packed = self.tail and self.config.causal_training == "packed"
         # a training step's products may run in bf16 (the model keeps its state float32)
         self.bf16 = self.config.train_precision == "bf16" and model.bf16_training
         self.low_causal = causal and self.bf16
@@ -131,6 +133,8 @@ class Engine:
         tail = self.tail and torch.is_grad_enabled()  # training only: scoring runs whole rows
         if self.fast:
             logits, targets, row = self._resumed(fits, data, idx)
+        elif tail and self.packed:  # every row from the interchange on, packed
+            logits, targets, row = self._run_packed(fits, data, idx)
         elif tail:  # rows of similar length from the interchange on together, no further
             # than an edit at the site reaches (past it, nothing carries gradient)
             reach = self.model.tail_reach(self.site)
@@ -227,6 +231,30 @@ class Engine:
         targets = cut("targets", 0).gather(1, places)[select]
         local = select.nonzero(as_tuple=True)[0]
         return logits[select].float(), targets, (local // g) * n + group[local % g]
+
+    def _run_packed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
+        """Training path of a ``TailRunnable`` model, its rows packed: each row's logits
+        from its interchange position on, as far as it needs (to its last scored place, no
+        further than an edit at the site reaches), and only at its scored places. Returns
+        logits, targets and rows in the A·n layout of ``idx``, as ``_run_cut``."""
+        A, n = idx.shape
+        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
+        pos = torch.cat(rows("pos"))
+        new = self._edit(fits, rows("h_src"), n)(torch.cat(rows("h_base")), torch.arange(A * n), pos)
+        need = _needs(data, idx).flatten()
+        lengths = need - pos
+        reach = self.model.tail_reach(self.site)
+        if reach is not None:
+            lengths = lengths.clamp(max=reach)
+        width = int(need.max())
+        cut = lambda name, v: _cut(rows(name), width, v)
+        packing = Packing.of(lengths)
+        places = pos[packing.rows] + packing.cols
+        select = cut("scored", False)[packing.rows, places]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.low_causal):
+            logits = self.model.run_tail_packed(cut("ids", 0), self.site, pos, new, lengths, select)
+        targets = cut("targets", 0)[packing.rows, places][select]
+        return logits.float(), targets, packing.rows[select]
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
         """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go

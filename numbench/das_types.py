@@ -60,11 +60,13 @@ class EngineConfig:
     # training products, or float32 ones through fused kernels with padded row counts
     # where this CPU's products are row-exact (Engine.continuous); otherwise lockstep.
     schedule: str = "continuous"
-    # a training step of a causal model that is not restartable (the transformer): "tail"
-    # runs its run_tail (models/contract.py), with gradient only from each row's
-    # interchange position on, its products in bf16 under train_precision "bf16" where the
-    # model declares bf16_training; "full" runs the model's whole forward in float32
-    causal_training: str = "tail"
+    # a training step of a causal model that is not restartable (the transformer):
+    # "packed" runs its run_tail_packed (models/contract.py), with gradient only from each
+    # row's interchange position on and rows packed without padding; "tail" its run_tail,
+    # rows of similar length padded together (before session 13); both with products in
+    # bf16 under train_precision "bf16" where the model declares bf16_training; "full"
+    # runs the model's whole forward in float32
+    causal_training: str = "packed"
 
     def __post_init__(self):
         if self.workers < 1:
@@ -82,7 +84,7 @@ class EngineConfig:
 TRAIN_PRECISIONS = ("bf16", "fp32")
 TRAIN_KERNELS = ("fused", "autograd")
 SCHEDULES = ("continuous", "lockstep")
-CAUSAL_TRAINING = ("tail", "full")
+CAUSAL_TRAINING = ("packed", "tail", "full")
 # engine settings that change only speed (and, for train_precision, train_kernels and
 # causal_training, a training step's rounding — shown to leave IIA unchanged within the
 # protocol's ±0.02); never the budget

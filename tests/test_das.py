@@ -180,9 +180,10 @@ def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
 
 @pytest.mark.parametrize("site", ["embed", "block0", "block1"])
 def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
-    """A transformer's training step from the interchange on (causal_training "tail")
-    against its whole forward ("full"): the same gradient of every fit's alignment in
-    float32, close in bf16; fits of two pair sets and two kinds share the step."""
+    """A transformer's training step from the interchange on (causal_training "tail", and
+    "packed" without padding) against its whole forward ("full"): the same gradient of
+    every fit's alignment in float32, close in bf16; fits of two pair sets and two kinds
+    share the step."""
     from models_helpers import tiny
 
     model = tiny("transformer", multi)
@@ -191,21 +192,23 @@ def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
     specs = [FitSpec("a", "linear", 4, *one, seed=1), FitSpec("b", "orthogonal", 4, *other, seed=2),
              FitSpec("c", "orthogonal", 4, *one, seed=3)]
     grads = {}
-    for how, precision in (("full", "fp32"), ("tail", "fp32"), ("tail", "bf16")):
+    ways = [("full", "fp32"), ("tail", "fp32"), ("tail", "bf16"), ("packed", "fp32"), ("packed", "bf16")]
+    for how, precision in ways:
         engine = Engine(model, site, config=EngineConfig(causal_training=how, train_precision=precision))
-        assert engine.tail == (how == "tail")
+        assert engine.tail == (how != "full") and engine.packed == (how == "packed")
         fits = engine.make_fits(specs)
         engine.train_step(fits, torch.arange(0, 256, 2))
         modules = {id(f.module): f.module for f in fits}.values()
         grads[how, precision] = torch.cat([p.grad.flatten() for m in modules for p in m.parameters()])
     want = grads["full", "fp32"]
     assert want.abs().max() > 0
-    assert (grads["tail", "fp32"] - want).abs().max() <= 1e-4 * want.abs().max()
-    assert 0 < (grads["tail", "bf16"] - want).norm() <= 0.1 * want.norm()
+    for how in ("tail", "packed"):
+        assert (grads[how, "fp32"] - want).abs().max() <= 1e-4 * want.abs().max()
+        assert 0 < (grads[how, "bf16"] - want).norm() <= 0.1 * want.norm()
 
 
 def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, monkeypatch):
-    """Prefix mode has no tail: with causal_training "tail" a transformer's training step
+    """Prefix mode has no tail: with causal_training "tail" or "packed" a transformer's training step
     runs its whole forward under bf16 autocast, the alignment's edit outside it."""
     from numbench.alignments.linear import LinearAlignment
     from models_helpers import tiny
@@ -218,16 +221,17 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
     monkeypatch.setattr(LinearAlignment, "interchange", lambda self, *a: seen.append(
         (torch.is_autocast_enabled("cpu"), a[0].dtype)) or interchange(self, *a))
     grads = {}
-    for how, precision in (("full", "bf16"), ("tail", "fp32"), ("tail", "bf16")):
+    for how, precision in (("full", "bf16"), ("tail", "fp32"), ("tail", "bf16"), ("packed", "bf16")):
         engine = Engine(model, "block0", "prefix",
                         config=EngineConfig(causal_training=how, train_precision=precision))
-        assert not engine.tail and engine.low_causal == (how == "tail" and precision == "bf16")
+        assert not engine.tail and engine.low_causal == (how != "full" and precision == "bf16")
         fits = engine.make_fits([FitSpec("a", "linear", 4, *pre, seed=1)])
         engine.train_step(fits, torch.arange(64))
         grads[how, precision] = torch.cat([p.grad.flatten() for p in fits[0].module.parameters()])
     want = grads["tail", "fp32"]
     assert want.abs().max() > 0 and torch.equal(grads["full", "bf16"], want)  # float32 both
     assert 0 < (grads["tail", "bf16"] - want).norm() <= 0.1 * want.norm()
+    assert torch.equal(grads["packed", "bf16"], grads["tail", "bf16"])  # no tail to pack
     assert seen and all(not on and dtype == torch.float32 for on, dtype in seen)
 
 

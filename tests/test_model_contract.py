@@ -126,6 +126,43 @@ def test_run_tail_is_the_edited_run_from_the_interchange_on(multi, ids, site):
     assert 0 < ((low.float() - want).abs() * inside).max() <= 0.05 * want.abs().max()
 
 
+@pytest.mark.parametrize("site", ["embed", "block0", "block1"])
+def test_run_tail_packed_is_run_tail_without_the_padding(multi, ids, site):
+    """The transformer's packed tails (and the contract's default, cut from run_tail)
+    against run_tail: the same logits at each row's own places, or at the kept ones only,
+    and the same gradient into the new activation."""
+    from numbench.models import TailRunnable
+    from numbench.models.packing import Packing
+
+    model = tiny("transformer", multi)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ids = torch.cat([ids, ids[:2]])  # rows 6, 7 repeat rows 0, 1: shared heads
+    pos = torch.tensor([3, 1, 2, 6, 5, 4, 0, 2])
+    T = ids.shape[1]
+    torch.manual_seed(2)
+    for lengths in (torch.tensor([5, 9, 2, 7, 1, 3, T, 4]), torch.ones(len(ids), dtype=torch.long)):
+        new = torch.randn(len(ids), model.sites[site], requires_grad=True)
+        want = Packing.of(lengths).unpad(model.run_tail(ids, site, pos, new, int(lengths.max())))
+        keep = torch.rand(len(want)) < 0.6
+        weights = torch.randn(want.shape)
+        g_want, = torch.autograd.grad((want * weights).sum(), new, retain_graph=True)
+        g_kept, = torch.autograd.grad((want[keep] * weights[keep]).sum(), new, retain_graph=True)
+        assert g_want.abs().max() > 0 and not torch.equal(g_want, g_kept)  # non-vacuous
+        for run in (model.run_tail_packed, lambda *a: TailRunnable.run_tail_packed(model, *a)):
+            got = run(ids, site, pos, new, lengths)
+            assert got.shape == want.shape and (got - want).abs().max() <= 1e-5
+            g, = torch.autograd.grad((got * weights).sum(), new)
+            assert (g - g_want).abs().max() <= 1e-5 * g_want.abs().max()
+            kept = run(ids, site, pos, new, lengths, keep)
+            assert kept.shape == want[keep].shape and (kept - want[keep]).abs().max() <= 1e-5
+            g, = torch.autograd.grad((kept * weights[keep]).sum(), new)
+            assert (g - g_kept).abs().max() <= 1e-5 * g_kept.abs().max()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 training step: close
+        low = model.run_tail_packed(ids, site, pos, new, lengths)
+    assert 0 < (low.float() - want).abs().max() <= 0.05 * want.abs().max()
+
+
 def test_lstm_site_sequence_matches_cell_loop(multi, ids):
     model = tiny("lstm", multi)
     seq = model.activations(ids, "hidden")

@@ -29,6 +29,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from .packing import Packing
+
 #: edit(h (M, d), rows (M,), t (M,)) -> (M, d)
 Edit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 MODES = ("single", "prefix")
@@ -128,6 +130,17 @@ class TailRunnable(ABC):
         (b, pos[b]); positions past the end of ``ids`` (B, T) are padding. Only a training
         step calls it: the positions before ``pos[b]``, which no interchange at ``pos[b]``
         can change, may be computed without gradient and once for rows that share them."""
+
+    def run_tail_packed(self, ids: torch.Tensor, site: str, pos: torch.Tensor, new: torch.Tensor,
+                        lengths: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``run_tail``'s logits at positions ``pos[b] .. pos[b] + lengths[b] - 1`` of row b
+        (every ``lengths[b]`` ≥ 1), rows one after another: (N, V) with N = ``lengths.sum()``,
+        or only the (K, V) where the bool mask ``keep`` (N,) is set. A model may override
+        it to skip the padding of short rows (and compute only the kept places' outputs);
+        this default cuts them from ``run_tail``."""
+        rows = Packing.of(lengths)
+        logits = rows.unpad(self.run_tail(ids, site, pos, new, rows.width))
+        return logits if keep is None else logits[keep]
 
     def tail_reach(self, site: str) -> int | None:
         """How many positions from i an interchange at ``site`` and position i can change

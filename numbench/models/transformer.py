@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .contract import Edit, NumbenchModel, TailRunnable, edit_positions, left_align
+from .packing import Packing
 from .registry import register_architecture
 
 
@@ -94,13 +95,92 @@ class Block(nn.Module):
         S = x.shape[1]
         causal = torch.ones(S, S, dtype=torch.bool, device=x.device).tril()
         mask = torch.cat([head_mask[:, None, :].expand(-1, S, -1),
-                          causal.expand(len(x), S, S)], dim=-1)[:, None]  # (B, 1, S, P + S)
+                          causal.expand(len(x), S, S)], dim=-1)  # (B, S, P + S)
         k, v = torch.cat([head_k.to(k.dtype), k], 2), torch.cat([head_v.to(v.dtype), v], 2)
-        # by hand: at these sizes torch's fused CPU attention with a mask is ~5x slower
-        # (its backward above all); the arithmetic is the same up to rounding
-        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-        a = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
-        return self._finish(x, a)
+        return self._finish(x, _attend(q, k, v, mask))
+
+    def _token_qkv(self, x: torch.Tensor, rot):
+        """Queries, keys and values (N, H, dh) of the tokens x (N, d), RoPE by ``rot``."""
+        N, d = x.shape
+        heads = lambda z: z.view(N, self.n_heads, d // self.n_heads)
+        q, k, v = (heads(z) for z in self.qkv(self.ln1(x)).split(d, dim=-1))
+        return rope(q, self.rope_base, rot), rope(k, self.rope_base, rot), v
+
+    def packed_keys_values(self, x: torch.Tensor, rows: "Tails", rot):
+        """Keys and values (B, S, H, dh) of rows that start at position 0, their tokens x
+        (N, d) packed by ``rows``; zero past a row's end."""
+        _, k, v = self._token_qkv(x, rot)
+        return rows.tokens.pad(k), rows.tokens.pad(v)
+
+    def packed(self, x: torch.Tensor, rows: "Tails", rot, head=None,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The block on the tokens x (N, d) of ``rows``, rotated by ``rot`` (``rotation`` of
+        their positions, as (N, 1, dh)). ``head``: the keys and values (U, P, H, dh) of the
+        rows' earlier positions and which of them is each row's, (keys, values, of (B,)),
+        or None. ``keep`` (N,) bool: the tokens whose output is wanted, (K, d) returned;
+        the others still give their keys and values."""
+        q, k, v = self._token_qkv(x, rot)
+        a = rows.attend(q, k, v, head).reshape(x.shape)
+        if keep is not None:
+            x, a = x[keep], a[keep]
+        x = x + self.proj(a)
+        return x + self.mlp(self.ln2(x))
+
+
+class Tails:
+    """A step's rows, each from its position ``pos[b]`` on for ``lengths[b]`` tokens,
+    packed (``tokens``); for attention, the rows sorted by their extent ``pos + lengths``
+    and cut into up to ``groups`` groups, each laid out at absolute positions and padded to
+    its own widths (its longest tail, its furthest extent)."""
+
+    def __init__(self, pos: torch.Tensor, lengths: torch.Tensor, groups: int = 4):
+        self.pos, self.tokens = pos, Packing.of(lengths)
+        self.places = pos[self.tokens.rows] + self.tokens.cols  # each token's position
+        extent = pos + lengths
+        self.groups = []  # (rows, their tokens packed, those tokens' indices here, extent)
+        for rows in torch.argsort(extent, stable=True).tensor_split(min(groups, len(pos))):
+            if len(rows):
+                sub = Packing.of(lengths[rows])
+                self.groups.append((rows, sub, self.tokens.starts[rows][sub.rows] + sub.cols,
+                                    int(extent[rows].max())))
+        self.inverse = torch.argsort(torch.cat([g[2] for g in self.groups]))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head=None) -> torch.Tensor:
+        """Causal attention (N, H, dh) of the tokens' queries over the keys and values of
+        their own row's tokens (N, H, dh) and of its head (``Block.packed``), group by group."""
+        out = []
+        for rows, sub, tokens, W in self.groups:
+            at = (torch.arange(len(rows))[sub.rows] * W + self.places[tokens])  # in (B_g W)
+            lay = lambda z, h: self._laid_out(z.index_select(0, tokens), at, h, rows, W)
+            hk, hv = (None, None) if head is None else (head[0][head[2][rows]], head[1][head[2][rows]])
+            qg = sub.pad(q.index_select(0, tokens)).transpose(1, 2)  # (B_g, H, S_g, dh)
+            kg, vg = lay(k, hk), lay(v, hv)  # (B_g, H, W, dh)
+            # query i of row b sees positions up to pos[b] + i: its head and its tail so far
+            see = (self.pos[rows, None] + torch.arange(sub.width)[None, :])[..., None]
+            mask = torch.arange(W)[None, None, :] <= see  # (B_g, S_g, W)
+            out.append(sub.unpad(_attend(qg, kg, vg, mask).transpose(1, 2)))
+        return torch.cat(out).index_select(0, self.inverse)
+
+    @staticmethod
+    def _laid_out(z: torch.Tensor, at: torch.Tensor, head, rows, W: int) -> torch.Tensor:
+        """Tokens' z (N_g, H, dh) at flat places ``at`` of (B_g, W), over the head's (B_g, P,
+        H, dh) if any (zero past a head's end) or zeros: (B_g, H, W, dh)."""
+        B, (H, dh) = len(rows), z.shape[1:]
+        if head is None:
+            flat = z.new_zeros(B * W, H, dh)
+        else:
+            head = head[:, :W].to(z.dtype)
+            flat = F.pad(head, (0, 0, 0, 0, 0, W - head.shape[1])).reshape(B * W, H, dh)
+        return flat.index_copy(0, at, z).view(B, W, H, dh).transpose(1, 2)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """softmax(q·kᵀ/√dh)·v over the keys where ``mask`` (B, S, W) is set, for queries q
+    (B, H, S, dh), keys and values (B, H, W, dh). By hand: at these sizes torch's fused CPU
+    attention with a mask is ~5x slower (its backward above all); the arithmetic is the
+    same up to rounding."""
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    return scores.masked_fill(~mask[:, None], float("-inf")).softmax(-1) @ v
 
 
 @register_architecture
@@ -148,6 +228,61 @@ class TransformerModel(NumbenchModel, TailRunnable):
 
     def tail_reach(self, site):
         return 1 if site == list(self.sites)[-1] else None  # only ln_f and unembed follow
+
+    def run_tail_packed(self, ids, site, pos, new, lengths, keep=None):
+        """Tails packed without padding (``Tails``): the position-wise layers run on each
+        row's own tokens only, the last block's on the kept ones only; attention groups
+        rows of similar extent. Heads likewise, once per distinct head, without gradient."""
+        self.check_site(site)
+        at = list(self.sites).index(site)  # the interchange goes in before block ``at``
+        if at == len(self.blocks) and int(lengths.max()) == 1:  # the readout of new alone
+            return self.unembed(self.ln_f(new if keep is None else new[keep]))
+        rows = Tails(pos, lengths)
+        x = self.embed(ids[rows.tokens.rows, rows.places.clamp(max=ids.shape[1] - 1)])  # (N, d)
+        rot = self._rotation(rows.places)
+        heads = self._packed_heads(ids, pos)
+        for k, block in enumerate(self.blocks):
+            if k == at:
+                x = x.index_copy(0, rows.tokens.starts, new.to(x.dtype))
+            last = k + 1 == len(self.blocks) and at < len(self.blocks)
+            x = block.packed(x, rows, rot, heads[k], keep if last else None)
+        if at == len(self.blocks):
+            x = x.index_copy(0, rows.tokens.starts, new.to(x.dtype))
+            x = x if keep is None else x[keep]
+        return self.unembed(self.ln_f(x))
+
+    def _rotation(self, positions: torch.Tensor):
+        """RoPE's cos and sin (N, 1, dh) of packed tokens at ``positions`` (N,)."""
+        cos, sin = rotation(positions, self.config.d_model // self.config.n_heads, self.config.rope_base)
+        return cos[:, None], sin[:, None]
+
+    @torch.no_grad()
+    def _packed_heads(self, ids: torch.Tensor, pos: torch.Tensor) -> list:
+        """Per block, the keys and values (U, P, H, dh) of the rows' distinct heads (their
+        tokens before ``pos``; zero past a head's end) and which is each row's (B,), as
+        ``Block.packed`` takes them; None for every block if no row has a head. Each
+        distinct head runs once, its tokens packed."""
+        P = int(pos.max())
+        if P == 0:
+            return [None] * len(self.blocks)
+        before = torch.arange(P, device=ids.device)[None, :] < pos[:, None]  # (B, P)
+        heads, head_of = torch.unique(torch.where(before, ids[:, :P], -1), dim=0,
+                                      return_inverse=True)  # -1 past a short head's end
+        lengths = (heads >= 0).sum(1)
+        keep = lengths > 0  # a row with no head has no tokens to run
+        rows = Tails(torch.zeros(int(keep.sum()), dtype=torch.long), lengths[keep])
+        x = self.embed(heads[keep][rows.tokens.rows, rows.tokens.cols])
+        rot = self._rotation(rows.places)
+        slot = torch.cumsum(keep, 0) - 1  # a distinct head's row among those run
+        out = []
+        for k, block in enumerate(self.blocks):
+            hk, hv = block.packed_keys_values(x, rows, rot)  # (U', P, H, dh)
+            zero = hk.new_zeros((1,) + hk.shape[1:])  # the empty head's
+            of = torch.where(keep, slot, len(hk))[head_of]
+            out.append((torch.cat([hk, zero]), torch.cat([hv, zero]), of))
+            if k + 1 < len(self.blocks):
+                x = block.packed(x, rows, rot)
+        return out
 
     def run_tail(self, ids, site, pos, new, length):
         self.check_site(site)
