@@ -15,6 +15,7 @@ and with gradient only the positions from the interchange on (its *tail*), left-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,15 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class _Group(NamedTuple):
+    """Rows of a ``Tails`` that attend together."""
+
+    rows: torch.Tensor  # (B_g,) which rows
+    packing: Packing  # their tokens, packed in this group's order
+    tokens: torch.Tensor  # (N_g,) those tokens' indices among all the rows' tokens
+    extent: int  # the furthest position + 1 of its rows
+
+
 class Tails:
     """A step's rows, each from its position ``pos[b]`` on for ``lengths[b]`` tokens,
     packed (``tokens``); for attention, the rows sorted by their extent ``pos + lengths``
@@ -137,35 +147,37 @@ class Tails:
         self.pos, self.tokens = pos, Packing.of(lengths)
         self.places = pos[self.tokens.rows] + self.tokens.cols  # each token's position
         extent = pos + lengths
-        self.groups = []  # (rows, their tokens packed, those tokens' indices here, extent)
+        self.groups = []
         for rows in torch.argsort(extent, stable=True).tensor_split(min(groups, len(pos))):
             if len(rows):
                 sub = Packing.of(lengths[rows])
-                self.groups.append((rows, sub, self.tokens.starts[rows][sub.rows] + sub.cols,
-                                    int(extent[rows].max())))
-        self.inverse = torch.argsort(torch.cat([g[2] for g in self.groups]))
+                self.groups.append(_Group(rows, sub, self.tokens.starts[rows][sub.rows] + sub.cols,
+                                          int(extent[rows].max())))
+        self.inverse = torch.argsort(torch.cat([g.tokens for g in self.groups]))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head=None) -> torch.Tensor:
         """Causal attention (N, H, dh) of the tokens' queries over the keys and values of
         their own row's tokens (N, H, dh) and of its head (``Block.packed``), group by group."""
         out = []
-        for rows, sub, tokens, W in self.groups:
-            at = (torch.arange(len(rows))[sub.rows] * W + self.places[tokens])  # in (B_g W)
-            lay = lambda z, h: self._laid_out(z.index_select(0, tokens), at, h, rows, W)
-            hk, hv = (None, None) if head is None else (head[0][head[2][rows]], head[1][head[2][rows]])
-            qg = sub.pad(q.index_select(0, tokens)).transpose(1, 2)  # (B_g, H, S_g, dh)
-            kg, vg = lay(k, hk), lay(v, hv)  # (B_g, H, W, dh)
+        for g in self.groups:
+            W = g.extent
+            at = torch.arange(len(g.rows))[g.packing.rows] * W + self.places[g.tokens]  # in (B_g W)
+            of = None if head is None else head[2][g.rows]
+            lay = lambda z, h: self._laid_out(z.index_select(0, g.tokens), at, h, len(g.rows), W)
+            qg = g.packing.pad(q.index_select(0, g.tokens)).transpose(1, 2)  # (B_g, H, S_g, dh)
+            kg = lay(k, None if head is None else head[0][of])  # (B_g, H, W, dh)
+            vg = lay(v, None if head is None else head[1][of])
             # query i of row b sees positions up to pos[b] + i: its head and its tail so far
-            see = (self.pos[rows, None] + torch.arange(sub.width)[None, :])[..., None]
+            see = (self.pos[g.rows, None] + torch.arange(g.packing.width)[None, :])[..., None]
             mask = torch.arange(W)[None, None, :] <= see  # (B_g, S_g, W)
-            out.append(sub.unpad(_attend(qg, kg, vg, mask).transpose(1, 2)))
+            out.append(g.packing.unpad(_attend(qg, kg, vg, mask).transpose(1, 2)))
         return torch.cat(out).index_select(0, self.inverse)
 
     @staticmethod
-    def _laid_out(z: torch.Tensor, at: torch.Tensor, head, rows, W: int) -> torch.Tensor:
-        """Tokens' z (N_g, H, dh) at flat places ``at`` of (B_g, W), over the head's (B_g, P,
-        H, dh) if any (zero past a head's end) or zeros: (B_g, H, W, dh)."""
-        B, (H, dh) = len(rows), z.shape[1:]
+    def _laid_out(z: torch.Tensor, at: torch.Tensor, head, B: int, W: int) -> torch.Tensor:
+        """Tokens' z (N_g, H, dh) at flat places ``at`` of (B, W), over the head's (B, P,
+        H, dh) if any (zero past a head's end) or zeros: (B, H, W, dh)."""
+        H, dh = z.shape[1:]
         if head is None:
             flat = z.new_zeros(B * W, H, dh)
         else:
