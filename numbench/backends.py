@@ -14,6 +14,7 @@ from multiprocessing import get_context
 from typing import Callable, Iterator
 
 from .errors import NumbenchError
+from .lifeline import exit_with_parent, terminate
 
 Runner = Callable[[dict], dict]
 
@@ -24,11 +25,12 @@ def _lost(job: dict, e: BaseException) -> dict:
             "error": f"worker lost: {type(e).__name__}: {e}"}
 
 
-def _one_thread() -> None:
+def _init_worker(parent: int) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
+    exit_with_parent(parent)
 
 
 class LocalBackend:
@@ -40,14 +42,20 @@ class LocalBackend:
     def run(self, fn: Runner, jobs: list[dict]) -> Iterator[dict]:
         if not jobs:
             return
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)),
-                                 mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)),
+                                   mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(os.getpid(),))
+        try:
             futures = {pool.submit(fn, job): job for job in jobs}
             for f in as_completed(futures):
                 try:
                     yield f.result()
                 except Exception as e:  # the process died: report it, go on with the rest
                     yield _lost(futures[f], e)
+        except BaseException:  # interrupted, or the caller stopped reading: not left running
+            terminate(pool)
+            raise
+        pool.shutdown()
 
 
 class DaskBackend:

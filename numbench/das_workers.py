@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import multiprocessing
+import os
 import queue
 import sys
 import threading
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from .lifeline import exit_with_parent, terminate
 from .machine import one_thread
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ def _start(workers: int):
     ctx = multiprocessing.get_context("spawn")
     progress, claims = ctx.Queue(), ctx.Array("q", 2)
     executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
-                                   initargs=(progress, claims))
+                                   initargs=(progress, claims, os.getpid()))
     _pool = (workers, executor, progress, claims)
     return _pool
 
@@ -113,13 +115,23 @@ def shutdown() -> None:
         _pool = None
 
 
+def stop_now() -> None:
+    """Stop the worker processes without waiting for the parts they are training (on an
+    interrupt: nobody will read their results)."""
+    global _pool
+    if _pool is not None:
+        terminate(_pool[1])
+        _pool = None
+
+
 atexit.register(shutdown)
 
 
-def _init(progress, claims) -> None:
+def _init(progress, claims, parent: int) -> None:
     global _child_queue, _child_claims
     _child_queue, _child_claims = progress, claims
     torch.set_num_threads(1)  # one core a process
+    exit_with_parent(parent)
 
 
 def _claimer(claims, run_id: int, n: int, workers: int) -> Callable[[int], list[int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
@@ -10,7 +11,8 @@ import click
 from ..errors import NumbenchError
 from ..version import __version__
 
-#: exit codes: 0 success, 1 the work ran but failed a check (gate, verify), 2 bad input.
+#: exit codes: 0 success, 1 the work ran but failed a check (gate, verify), 2 bad input;
+#: 128 + the signal when interrupted (130, Ctrl-C) or terminated (143, SIGTERM).
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
@@ -52,7 +54,8 @@ SUMMARIES = {
 
 class _Group(click.Group):
     """Loads each verb's module when it is named; turns every :class:`NumbenchError` into
-    one line on stderr and exit code 2."""
+    one line on stderr and exit code 2; on Ctrl-C or SIGTERM stops the worker processes
+    at once (not waiting for the fits they train) and exits 130 or 143."""
 
     def list_commands(self, ctx) -> list[str]:
         return list(VERBS)
@@ -70,14 +73,27 @@ class _Group(click.Group):
         return importlib.import_module(f"{__name__}.{VERBS[name]}").command
 
     def invoke(self, ctx):
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except NumbenchError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except (KeyboardInterrupt, _Terminated) as e:
+            workers = sys.modules.get("numbench.das_workers")
+            if workers is not None:  # not left training parts nobody will read
+                workers.stop_now()
+            term = isinstance(e, _Terminated)
+            click.echo("terminated" if term else "interrupted", err=True)
+            sys.exit(128 + (signal.SIGTERM if term else signal.SIGINT))
+
+
+class _Terminated(Exception):
+    """SIGTERM (a scheduler's time limit, ``timeout``): stop as on Ctrl-C."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,5 +101,6 @@ class _Group(click.Group):
 def main() -> None:
     """numbench: do networks that solve number tasks hold symbol-like number variables?
 
-    Exit codes: 0 success, 1 a check failed, 2 bad input (a one-line error names it).
+    Exit codes: 0 success, 1 a check failed, 2 bad input (a one-line error names it),
+    130 interrupted, 143 terminated.
     """
