@@ -129,12 +129,14 @@ class Block(nn.Module):
 
 
 class _Group(NamedTuple):
-    """Rows of a ``Tails`` that attend together."""
+    """Rows of a ``Tails`` that attend together, laid out at absolute positions 0..W-1."""
 
     rows: torch.Tensor  # (B_g,) which rows
     packing: Packing  # their tokens, packed in this group's order
     tokens: torch.Tensor  # (N_g,) those tokens' indices among all the rows' tokens
-    extent: int  # the furthest position + 1 of its rows
+    extent: int  # W: the furthest position + 1 of its rows
+    at: torch.Tensor  # (N_g,) each token's place in the flat (B_g W) layout
+    mask: torch.Tensor  # (B_g, S_g, W): query i of row b sees positions up to pos[b] + i
 
 
 class Tails:
@@ -150,27 +152,29 @@ class Tails:
         self.groups = []
         for rows in torch.argsort(extent, stable=True).tensor_split(min(groups, len(pos))):
             if len(rows):
-                sub = Packing.of(lengths[rows])
-                self.groups.append(_Group(rows, sub, self.tokens.starts[rows][sub.rows] + sub.cols,
-                                          int(extent[rows].max())))
+                self.groups.append(self._group(rows, lengths[rows], int(extent[rows].max())))
         self.inverse = torch.argsort(torch.cat([g.tokens for g in self.groups]))
+
+    def _group(self, rows: torch.Tensor, lengths: torch.Tensor, W: int) -> _Group:
+        """The layout of ``rows`` (their ``lengths``), computed once for every block."""
+        sub = Packing.of(lengths)
+        tokens = self.tokens.starts[rows][sub.rows] + sub.cols
+        at = torch.arange(len(rows))[sub.rows] * W + self.places[tokens]
+        # query i of row b sees positions up to pos[b] + i: its head and its tail so far
+        see = (self.pos[rows, None] + torch.arange(sub.width)[None, :])[..., None]
+        return _Group(rows, sub, tokens, W, at, torch.arange(W)[None, None, :] <= see)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head=None) -> torch.Tensor:
         """Causal attention (N, H, dh) of the tokens' queries over the keys and values of
         their own row's tokens (N, H, dh) and of its head (``Block.packed``), group by group."""
         out = []
         for g in self.groups:
-            W = g.extent
-            at = torch.arange(len(g.rows))[g.packing.rows] * W + self.places[g.tokens]  # in (B_g W)
             of = None if head is None else head[2][g.rows]
-            lay = lambda z, h: self._laid_out(z.index_select(0, g.tokens), at, h, len(g.rows), W)
+            lay = lambda z, h: self._laid_out(z.index_select(0, g.tokens), g.at, h, len(g.rows), g.extent)
             qg = g.packing.pad(q.index_select(0, g.tokens)).transpose(1, 2)  # (B_g, H, S_g, dh)
             kg = lay(k, None if head is None else head[0][of])  # (B_g, H, W, dh)
             vg = lay(v, None if head is None else head[1][of])
-            # query i of row b sees positions up to pos[b] + i: its head and its tail so far
-            see = (self.pos[g.rows, None] + torch.arange(g.packing.width)[None, :])[..., None]
-            mask = torch.arange(W)[None, None, :] <= see  # (B_g, S_g, W)
-            out.append(g.packing.unpad(_attend(qg, kg, vg, mask).transpose(1, 2)))
+            out.append(g.packing.unpad(_attend(qg, kg, vg, g.mask).transpose(1, 2)))
         return torch.cat(out).index_select(0, self.inverse)
 
     @staticmethod
@@ -285,12 +289,12 @@ class TransformerModel(NumbenchModel, TailRunnable):
         rows = Tails(torch.zeros(int(keep.sum()), dtype=torch.long), lengths[keep])
         x = self.embed(heads[keep][rows.tokens.rows, rows.tokens.cols])
         rot = self._rotation(rows.places)
-        slot = torch.cumsum(keep, 0) - 1  # a distinct head's row among those run
+        # each row's head among those run; a row with none gets the zero head appended last
+        of = torch.where(keep, torch.cumsum(keep, 0) - 1, int(keep.sum()))[head_of]
         out = []
         for k, block in enumerate(self.blocks):
             hk, hv = block.packed_keys_values(x, rows, rot)  # (U', P, H, dh)
             zero = hk.new_zeros((1,) + hk.shape[1:])  # the empty head's
-            of = torch.where(keep, slot, len(hk))[head_of]
             out.append((torch.cat([hk, zero]), torch.cat([hv, zero]), of))
             if k + 1 < len(self.blocks):
                 x = block.packed(x, rows, rot)
