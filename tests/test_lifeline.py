@@ -116,3 +116,13 @@ def test_sigterm_stops_evaluate_and_its_workers_leaving_no_result(tmp_path):
     assert rest.strip().splitlines()[-1] == "terminated"
     assert _gone(workers)
     assert not out.exists()
+
+
+def test_the_cli_puts_back_the_callers_sigterm_handler():
+    from click.testing import CliRunner
+
+    from numbench.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert CliRunner().invoke(main, ["tasks", "--json"]).exit_code == 0
+    assert signal.getsignal(signal.SIGTERM) is before

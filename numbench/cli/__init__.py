@@ -73,7 +73,7 @@ class _Group(click.Group):
         return importlib.import_module(f"{__name__}.{VERBS[name]}").command
 
     def invoke(self, ctx):
-        signal.signal(signal.SIGTERM, _terminated)
+        previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except NumbenchError as e:
@@ -86,6 +86,8 @@ class _Group(click.Group):
             term = isinstance(e, _Terminated)
             click.echo("terminated" if term else "interrupted", err=True)
             sys.exit(128 + (signal.SIGTERM if term else signal.SIGINT))
+        finally:  # a caller in-process (tests, notebooks) keeps its own handler
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Terminated(Exception):
