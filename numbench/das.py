@@ -12,6 +12,8 @@ starts when another stops and takes the batch of its own step.
 What does not depend on the alignment is computed once (``das_prepare``): base and source
 activations at the interchange positions and, for a recurrent model (``Resumable``), the
 counterfactual suffix after position i with its targets, so a step runs only the suffix.
+How a forward runs a step's rows through the model (restarted, cut, or from the
+interchange on) is ``das_rows``.
 
 Stopping (per fit, checked at every validation, every ``eval_every`` steps): valid IIA ≥
 ``stop_iia``; valid loss not improved by ``min_delta`` in ``patience`` validations; valid
@@ -32,9 +34,8 @@ from .alignments import ALIGNMENTS, Alignment, make_alignment
 from .machine import fp32_rows_exact
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
-from .models.packing import Packing
 from .das_prepare import Preparer, Split
-from .das_rows import _cut, _in_float32, _length_groups, _needs, take
+from .das_rows import _length_groups, run_cut, run_packed, run_resumed, run_tail, take
 from .das_stream import train_together
 from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
                         EngineConfig, FitResult, FitSpec, PairTensors)
@@ -132,18 +133,18 @@ class Engine:
         data = [f.splits[split] for f in fits]
         tail = self.tail and torch.is_grad_enabled()  # training only: scoring runs whole rows
         if self.fast:
-            logits, targets, row = self._resumed(fits, data, idx)
+            logits, targets, row = run_resumed(self, fits, data, idx)
         elif tail and self.packed:  # every row from the interchange on, packed
-            logits, targets, row = self._run_packed(fits, data, idx)
+            logits, targets, row = run_packed(self, fits, data, idx)
         elif tail:  # rows of similar length from the interchange on together, no further
             # than an edit at the site reaches (past it, nothing carries gradient)
             reach = self.model.tail_reach(self.site)
             groups = (_length_groups(data, idx, tail=True) if reach is None
                       else [(torch.arange(idx.shape[1]), reach)])
-            parts = [self._run_tail(fits, data, idx, group, length) for group, length in groups]
+            parts = [run_tail(self, fits, data, idx, group, length) for group, length in groups]
             logits, targets, row = (torch.cat(x) for x in zip(*parts))
         else:  # rows of similar length together, each group cut after its last scored place
-            parts = [self._run_cut(fits, data, idx, group, width)
+            parts = [run_cut(self, fits, data, idx, group, width)
                      for group, width in _length_groups(data, idx)]
             logits, targets, row = (torch.cat(x) for x in zip(*parts))
         ce = F.cross_entropy(logits, targets, reduction="none")
@@ -162,99 +163,6 @@ class Engine:
             count = count + torch.stack([take(dat.prefix_n, i).sum() for dat, i in zip(data, idx)]).float()
             correct = correct & torch.stack([take(dat.prefix_ok, i) for dat, i in zip(data, idx)])
         return total / count.clamp(min=1), correct
-
-    def _resumed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
-        """Fast path: edit the cached state at i, run the cached suffixes only."""
-        A, n = idx.shape
-        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
-        edit = self._edit(fits, rows("h_src"), n)
-        h = torch.cat(rows("h_base"))  # (A n, d)
-        new = edit(h, torch.arange(A * n), torch.cat(rows("pos")))
-        W = max(dat.targets.shape[1] for dat in data)
-        fill = lambda x, v: x if x.shape[1] == W else F.pad(x, (0, W - x.shape[1]), value=v)
-        pad = lambda xs, v: torch.cat([fill(x, v) for x in xs])
-        select = pad(rows("scored"), False)
-        suffix = pad(rows("ids"), 0)[:, : W - 1]
-        # longest rows first, so the recurrence can drop rows as they end
-        lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
-        perm = torch.argsort(lengths, descending=True, stable=True)
-        select, targets = take(select, perm), take(pad(rows("targets"), 0), perm)
-        # a training step may run the restarted recurrence's products in bf16 (the state
-        # stays float32: see docs/contract.md); scoring never does
-        training = torch.is_grad_enabled()
-        low = training and self.bf16
-        fused = training and self.config.train_kernels == "fused" and self.model.fused_training
-        extra = ({"fused": True} if fused else {}) | ({"padded": True} if self.padded else {})
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            logits = self.model.resume(self.site, take(new, perm), take(suffix, perm), select,
-                                       take(lengths, perm).tolist(), **extra)
-        return logits.float(), targets[select], perm[select.nonzero(as_tuple=True)[0]]
-
-    def _run_cut(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
-                 group: torch.Tensor, width: int):
-        """Generic path for places ``group`` of ``idx`` (A, n): the model's own forward on
-        the counterfactuals' first ``width`` tokens (a causal model's later tokens cannot
-        change them). Returns logits, targets and rows in the A·n layout of ``idx``."""
-        n, g = idx.shape[1], len(group)
-        subs = idx[:, group]
-        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
-        edit = self._edit(fits, rows("h_src"), g)
-        cut = lambda name, v: _cut(rows(name), width, v)
-        select = cut("scored", False)
-        low = self.low_causal and torch.is_grad_enabled()  # a training step only
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            logits = self.model.run(cut("ids", 0), self.site, torch.cat(rows("pos")),
-                                    _in_float32(edit) if low else edit, self.mode)[select]
-        targets = cut("targets", 0)[select]
-        local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
-        return logits.float(), targets, (local // g) * n + group[local % g]
-
-    def _run_tail(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor,
-                  group: torch.Tensor, length: int):
-        """Training path of a ``TailRunnable`` model for places ``group`` of ``idx`` (A, n):
-        logits from each row's interchange position on, ``length`` places; the edit is
-        applied to the cached base activations, outside any autocast. Returns logits,
-        targets and rows in the A·n layout of ``idx``, as ``_run_cut``."""
-        (A, n), g = idx.shape, len(group)
-        subs = idx[:, group]
-        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
-        pos = torch.cat(rows("pos"))
-        new = self._edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
-        width = int(_needs(data, subs).max())
-        cut = lambda name, v: _cut(rows(name), width, v)
-        places = pos[:, None] + torch.arange(length)[None, :]
-        inside = places < width
-        places = places.clamp(max=width - 1)
-        select = cut("scored", False).gather(1, places) & inside
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.low_causal):
-            logits = self.model.run_tail(cut("ids", 0), self.site, pos, new, length)
-        targets = cut("targets", 0).gather(1, places)[select]
-        local = select.nonzero(as_tuple=True)[0]
-        return logits[select].float(), targets, (local // g) * n + group[local % g]
-
-    def _run_packed(self, fits: list[_Fit], data: list[Split], idx: torch.Tensor):
-        """Training path of a ``TailRunnable`` model, its rows packed: each row's logits
-        from its interchange position on, as far as it needs (to its last scored place, no
-        further than an edit at the site reaches), and only at its scored places. Returns
-        logits, targets and rows in the A·n layout of ``idx``, as ``_run_cut``."""
-        A, n = idx.shape
-        rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
-        pos = torch.cat(rows("pos"))
-        new = self._edit(fits, rows("h_src"), n)(torch.cat(rows("h_base")), torch.arange(A * n), pos)
-        need = _needs(data, idx).flatten()
-        lengths = need - pos
-        reach = self.model.tail_reach(self.site)
-        if reach is not None:
-            lengths = lengths.clamp(max=reach)
-        width = int(need.max())
-        cut = lambda name, v: _cut(rows(name), width, v)
-        packing = Packing.of(lengths)
-        places = pos[packing.rows] + packing.cols
-        select = cut("scored", False)[packing.rows, places]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.low_causal):
-            logits = self.model.run_tail_packed(cut("ids", 0), self.site, pos, new, lengths, select)
-        targets = cut("targets", 0)[packing.rows, places][select]
-        return logits.float(), targets, packing.rows[select]
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:
         """At most ``fits_per_forward`` fits a forward, in chunks of equal size (10 fits go

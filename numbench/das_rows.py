@@ -1,12 +1,23 @@
-"""How the engine's generic paths lay out a step's rows: which tokens a pair needs, rows of
-similar length grouped, rows cut or padded to one width, and an edit kept in float32."""
+"""How the engine runs a step's rows through the model: the restartable path
+(``run_resumed``), the generic one (``run_cut``) and a ``TailRunnable`` model's training
+paths (``run_tail``, ``run_packed``); with their helpers: which tokens a pair needs, rows of
+similar length grouped, rows cut or padded to one width, and an edit kept in float32.
+
+Each path returns the logits of the scored places, their targets, and each one's row in
+the A·n layout of the step's pair indices (row ``a·n + r`` is fit a's pair r)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .das_prepare import Split
+from .models.packing import Packing
+
+if TYPE_CHECKING:
+    from .das import Engine
 
 
 def take(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
@@ -48,3 +59,100 @@ def _in_float32(edit):
         with torch.autocast("cpu", enabled=False):
             return edit(h.float(), rows, t)
     return run
+
+
+def run_resumed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor):
+    """Fast path: edit the cached state at i, run the cached suffixes only."""
+    A, n = idx.shape
+    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
+    edit = engine._edit(fits, rows("h_src"), n)
+    h = torch.cat(rows("h_base"))  # (A n, d)
+    new = edit(h, torch.arange(A * n), torch.cat(rows("pos")))
+    W = max(dat.targets.shape[1] for dat in data)
+    fill = lambda x, v: x if x.shape[1] == W else F.pad(x, (0, W - x.shape[1]), value=v)
+    pad = lambda xs, v: torch.cat([fill(x, v) for x in xs])
+    select = pad(rows("scored"), False)
+    suffix = pad(rows("ids"), 0)[:, : W - 1]
+    # longest rows first, so the recurrence can drop rows as they end
+    lengths = (select * torch.arange(1, W + 1)).amax(dim=1)
+    perm = torch.argsort(lengths, descending=True, stable=True)
+    select, targets = take(select, perm), take(pad(rows("targets"), 0), perm)
+    # a training step may run the restarted recurrence's products in bf16 (the state
+    # stays float32: see docs/contract.md); scoring never does
+    training = torch.is_grad_enabled()
+    low = training and engine.bf16
+    fused = training and engine.config.train_kernels == "fused" and engine.model.fused_training
+    extra = ({"fused": True} if fused else {}) | ({"padded": True} if engine.padded else {})
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+        logits = engine.model.resume(engine.site, take(new, perm), take(suffix, perm), select,
+                                   take(lengths, perm).tolist(), **extra)
+    return logits.float(), targets[select], perm[select.nonzero(as_tuple=True)[0]]
+
+
+def run_cut(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
+            group: torch.Tensor, width: int):
+    """Generic path for places ``group`` of ``idx`` (A, n): the model's own forward on
+    the counterfactuals' first ``width`` tokens (a causal model's later tokens cannot
+    change them). Returns logits, targets and rows in the A·n layout of ``idx``."""
+    n, g = idx.shape[1], len(group)
+    subs = idx[:, group]
+    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
+    edit = engine._edit(fits, rows("h_src"), g)
+    cut = lambda name, v: _cut(rows(name), width, v)
+    select = cut("scored", False)
+    low = engine.low_causal and torch.is_grad_enabled()  # a training step only
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+        logits = engine.model.run(cut("ids", 0), engine.site, torch.cat(rows("pos")),
+                                _in_float32(edit) if low else edit, engine.mode)[select]
+    targets = cut("targets", 0)[select]
+    local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
+    return logits.float(), targets, (local // g) * n + group[local % g]
+
+
+def run_tail(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
+             group: torch.Tensor, length: int):
+    """Training path of a ``TailRunnable`` model for places ``group`` of ``idx`` (A, n):
+    logits from each row's interchange position on, ``length`` places; the edit is
+    applied to the cached base activations, outside any autocast. Returns logits,
+    targets and rows in the A·n layout of ``idx``, as ``run_cut``."""
+    (A, n), g = idx.shape, len(group)
+    subs = idx[:, group]
+    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
+    pos = torch.cat(rows("pos"))
+    new = engine._edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
+    width = int(_needs(data, subs).max())
+    cut = lambda name, v: _cut(rows(name), width, v)
+    places = pos[:, None] + torch.arange(length)[None, :]
+    inside = places < width
+    places = places.clamp(max=width - 1)
+    select = cut("scored", False).gather(1, places) & inside
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=engine.low_causal):
+        logits = engine.model.run_tail(cut("ids", 0), engine.site, pos, new, length)
+    targets = cut("targets", 0).gather(1, places)[select]
+    local = select.nonzero(as_tuple=True)[0]
+    return logits[select].float(), targets, (local // g) * n + group[local % g]
+
+
+def run_packed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor):
+    """Training path of a ``TailRunnable`` model, its rows packed: each row's logits
+    from its interchange position on, as far as it needs (to its last scored place, no
+    further than an edit at the site reaches), and only at its scored places. Returns
+    logits, targets and rows in the A·n layout of ``idx``, as ``run_cut``."""
+    A, n = idx.shape
+    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
+    pos = torch.cat(rows("pos"))
+    new = engine._edit(fits, rows("h_src"), n)(torch.cat(rows("h_base")), torch.arange(A * n), pos)
+    need = _needs(data, idx).flatten()
+    lengths = need - pos
+    reach = engine.model.tail_reach(engine.site)
+    if reach is not None:
+        lengths = lengths.clamp(max=reach)
+    width = int(need.max())
+    cut = lambda name, v: _cut(rows(name), width, v)
+    packing = Packing.of(lengths)
+    places = pos[packing.rows] + packing.cols
+    select = cut("scored", False)[packing.rows, places]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=engine.low_causal):
+        logits = engine.model.run_tail_packed(cut("ids", 0), engine.site, pos, new, lengths, select)
+    targets = cut("targets", 0)[packing.rows, places][select]
+    return logits.float(), targets, packing.rows[select]
