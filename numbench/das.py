@@ -35,7 +35,7 @@ from .machine import fp32_rows_exact
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
-from .das_rows import _length_groups, run_cut, run_packed, run_resumed, run_tail, take
+from .das_rows import _length_groups, fields, run_cut, run_packed, run_resumed, run_tail, take
 from .das_stream import train_together
 from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
                         EngineConfig, FitResult, FitSpec, PairTensors)
@@ -94,7 +94,7 @@ class Engine:
         return self._prepared.prepare(pairs)
 
     # --- one forward over many fits -----------------------------------------------------
-    def _edit(self, fits: list[_Fit], h_src: list[torch.Tensor], n: int):
+    def edit(self, fits: list[_Fit], h_src: list[torch.Tensor], n: int):
         """The edit of ``n`` pairs of every fit in one forward, rows sorted fit by fit
         (row ``a·n + r`` is pair r of fit a); ``h_src[a]`` is fit a's (n, d) or (n, Ts, d)."""
         A = len(fits)
@@ -153,15 +153,16 @@ class Engine:
         if tail:  # the places before i carry no gradient, so their loss is left out; the
             # mean still divides by all of a pair's scored places, as the whole run's does.
             # Correctness would need them too: a training step does not read it
-            count = torch.stack([take(dat.scored, i).sum() for dat, i in zip(data, idx)]).float()
+            count = torch.stack([x.sum() for x in fields(data, idx)("scored")]).float()
             return total / count.clamp(min=1), None
         count = torch.bincount(fit_of, minlength=A).float()
         wrong = torch.bincount(row[logits.argmax(-1) != targets], minlength=A * n)
         correct = (wrong == 0).view(A, n)
         if self.fast:  # add the positions before i, as the plain run scores them
-            total = total + torch.stack([take(dat.prefix_ce, i).sum() for dat, i in zip(data, idx)])
-            count = count + torch.stack([take(dat.prefix_n, i).sum() for dat, i in zip(data, idx)]).float()
-            correct = correct & torch.stack([take(dat.prefix_ok, i) for dat, i in zip(data, idx)])
+            rows = fields(data, idx)
+            total = total + torch.stack([x.sum() for x in rows("prefix_ce")])
+            count = count + torch.stack([x.sum() for x in rows("prefix_n")]).float()
+            correct = correct & torch.stack(rows("prefix_ok"))
         return total / count.clamp(min=1), correct
 
     def _chunks(self, fits: list[_Fit]) -> list[list[_Fit]]:

@@ -26,6 +26,18 @@ def take(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, i)
 
 
+def fields(data: list[Split], idx: torch.Tensor):
+    """``rows(name)``: field ``name`` of each fit's pairs in ``idx`` (A, n), a list of A."""
+    return lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
+
+
+def _step_rows(local: torch.Tensor, group: torch.Tensor, n: int) -> torch.Tensor:
+    """Rows ``local`` of a forward over places ``group`` (A·g rows, fit by fit) in the A·n
+    layout of the step's ``idx``."""
+    g = len(group)
+    return (local // g) * n + group[local % g]
+
+
 def _needs(data: list[Split], idx: torch.Tensor) -> torch.Tensor:
     """(A, n): one past pair ``idx[a, r]``'s last scored place or its interchange, whichever
     is later; a causal model's forward of the pair needs no token after it."""
@@ -41,7 +53,7 @@ def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: 
     sequences vary in length."""
     need = _needs(data, idx)
     if tail:
-        need = need - torch.stack([take(dat.pos, i) for dat, i in zip(data, idx)])
+        need = need - torch.stack(fields(data, idx)("pos"))
     need = need.amax(0)
     order = torch.argsort(need, stable=True)
     return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, idx.shape[1]))
@@ -64,8 +76,8 @@ def _in_float32(edit):
 def run_resumed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor):
     """Fast path: edit the cached state at i, run the cached suffixes only."""
     A, n = idx.shape
-    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
-    edit = engine._edit(fits, rows("h_src"), n)
+    rows = fields(data, idx)
+    edit = engine.edit(fits, rows("h_src"), n)
     h = torch.cat(rows("h_base"))  # (A n, d)
     new = edit(h, torch.arange(A * n), torch.cat(rows("pos")))
     W = max(dat.targets.shape[1] for dat in data)
@@ -96,8 +108,8 @@ def run_cut(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
     change them). Returns logits, targets and rows in the A·n layout of ``idx``."""
     n, g = idx.shape[1], len(group)
     subs = idx[:, group]
-    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
-    edit = engine._edit(fits, rows("h_src"), g)
+    rows = fields(data, subs)
+    edit = engine.edit(fits, rows("h_src"), g)
     cut = lambda name, v: _cut(rows(name), width, v)
     select = cut("scored", False)
     low = engine.low_causal and torch.is_grad_enabled()  # a training step only
@@ -106,7 +118,7 @@ def run_cut(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
                                 _in_float32(edit) if low else edit, engine.mode)[select]
     targets = cut("targets", 0)[select]
     local = select.nonzero(as_tuple=True)[0]  # which of the A·g rows
-    return logits.float(), targets, (local // g) * n + group[local % g]
+    return logits.float(), targets, _step_rows(local, group, n)
 
 
 def run_tail(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
@@ -117,9 +129,9 @@ def run_tail(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
     targets and rows in the A·n layout of ``idx``, as ``run_cut``."""
     (A, n), g = idx.shape, len(group)
     subs = idx[:, group]
-    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, subs)]
+    rows = fields(data, subs)
     pos = torch.cat(rows("pos"))
-    new = engine._edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
+    new = engine.edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
     width = int(_needs(data, subs).max())
     cut = lambda name, v: _cut(rows(name), width, v)
     places = pos[:, None] + torch.arange(length)[None, :]
@@ -130,7 +142,7 @@ def run_tail(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
         logits = engine.model.run_tail(cut("ids", 0), engine.site, pos, new, length)
     targets = cut("targets", 0).gather(1, places)[select]
     local = select.nonzero(as_tuple=True)[0]
-    return logits[select].float(), targets, (local // g) * n + group[local % g]
+    return logits[select].float(), targets, _step_rows(local, group, n)
 
 
 def run_packed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor):
@@ -139,9 +151,9 @@ def run_packed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor)
     further than an edit at the site reaches), and only at its scored places. Returns
     logits, targets and rows in the A·n layout of ``idx``, as ``run_cut``."""
     A, n = idx.shape
-    rows = lambda name: [take(getattr(dat, name), i) for dat, i in zip(data, idx)]
+    rows = fields(data, idx)
     pos = torch.cat(rows("pos"))
-    new = engine._edit(fits, rows("h_src"), n)(torch.cat(rows("h_base")), torch.arange(A * n), pos)
+    new = engine.edit(fits, rows("h_src"), n)(torch.cat(rows("h_base")), torch.arange(A * n), pos)
     need = _needs(data, idx).flatten()
     lengths = need - pos
     reach = engine.model.tail_reach(engine.site)
