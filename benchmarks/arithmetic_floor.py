@@ -16,8 +16,8 @@ This script measures, in one run, one thread:
 * this core's best float32 matrix-product speed (the best of a few shapes);
 * the alignment-steps of a default and a ``--quick`` run, read from committed results.
 
-It prints the products' time for each run spread over the engine's worker processes (one
-core each), at the speed they reach inside a step and at the core's best speed, beside the
+It prints the products' time for one alignment-step and for each run, spread over the
+engine's worker processes (one core each), at the speed they reach inside a step and at the core's best speed, beside the
 measured whole step. Nothing here depends on scheduling: the figures are a lower bound on
 the training alone, before validation, scoring, pair generation and start-up.
 """
@@ -125,6 +125,10 @@ def main() -> None:
           f"the whole step {whole_ms:.2f} ms")
 
     workers = EngineConfig().workers
+    print(f"an alignment-step amortised over {workers} processes (target 5 ms): products "
+          f"{product_ms / workers:.2f} ms at the step's shapes, "
+          f"{gflop / peak / workers * 1e3:.2f} ms at the best speed; whole step "
+          f"{whole_ms / workers:.2f} ms")
     print(f"a run's training spread over {workers} processes, one core each:")
     head = ("run", "alignment-steps", "products, step shapes", "products, best speed",
             "whole steps", "target")
