@@ -1,4 +1,4 @@
-"""A transformer's DAS training step: whole forward, padded tails and packed tails, side by side.
+"""A transformer's DAS training step: whole forward, padded tails, packed tails and cached heads, side by side.
 
     python benchmarks/transformer_speed.py [--model baselines/transformer_multi_object_s0.pt]
                                            [--steps 10] [--repeats 2] [--iia-steps 300]
@@ -7,8 +7,10 @@ For each site, the cost of one training step of one alignment (batch 128; the fi
 variables' orthogonal fits share each step, as a lockstep part of `numbench evaluate` does;
 one process, one torch thread), timed over the same ``--steps`` batches, ``--repeats``
 times in turn: `causal_training` "full" (the model's whole forward, the path before
-session 9), "tail" (rows from the interchange on, padded by groups; sessions 9–12) and
-"packed" (the default since session 13), in float32 and, where this CPU has bf16 dot
+session 9), "tail" (rows from the interchange on, padded by groups; sessions 9–12), "packed" (the
+same without the padding, the heads recomputed each step; sessions 13–15) and "cached"
+(the heads from a cache per pair set; the default since session 15), in float32 and, where
+this CPU has bf16 dot
 products, in bf16 too; and in prefix mode at `embed`, where there is no tail, the whole
 forward in float32 against the default. Then one fit (Up-Down phase, orthogonal, k 16, at
 `embed`) trained `--iia-steps` steps from the same initialisation on the same batches with
@@ -34,7 +36,8 @@ from numbench.tasks import load_task
 def variants() -> dict[str, dict]:
     precisions = ["fp32"] + (["bf16"] if default_train_precision() == "bf16" else [])
     return {f"{how}, {p}": {"causal_training": how, "train_precision": p}
-            for p in precisions for how in ("full", "tail", "packed") if not (how == "full" and p == "bf16")}
+            for p in precisions for how in ("full", "tail", "packed", "cached")
+            if not (how == "full" and p == "bf16")}
 
 
 def ms_per_step(engines: dict, batches: list[torch.Tensor], repeats: int) -> dict[str, float]:

@@ -78,9 +78,10 @@ class Engine:
         # a causal model's training step (TailRunnable): from the interchange on where the
         # mode is single; in prefix mode the whole forward; products in bf16 if allowed
         causal = (not self.fast and isinstance(model, TailRunnable)
-                  and self.config.causal_training in ("packed", "tail"))
+                  and self.config.causal_training in ("cached", "packed", "tail"))
         self.tail = causal and mode == "single"
-        self.packed = self.tail and self.config.causal_training == "packed"
+        self.packed = self.tail and self.config.causal_training in ("cached", "packed")
+        self.cached = self.tail and self.config.causal_training == "cached"
         # a training step's products may run in bf16 (the model keeps its state float32)
         self.bf16 = self.config.train_precision == "bf16" and model.bf16_training
         self.low_causal = causal and self.bf16
@@ -88,7 +89,7 @@ class Engine:
         # scoring) rounds its row counts up, so a fit computes as it would alone
         self.padded = (self.fast and self.config.train_precision == "fp32"
                        and self.config.train_kernels == "fused" and model.fused_training)
-        self._prepared = Preparer(model, site, mode, self.fast)
+        self._prepared = Preparer(model, site, mode, self.fast, heads=self.cached)
 
     def prepare(self, pairs: PairTensors) -> Split:
         return self._prepared.prepare(pairs)

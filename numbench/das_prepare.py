@@ -10,7 +10,7 @@ places before i, which no interchange at i can change. Fits share pair sets, so 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ class Split:
     prefix_ce: torch.Tensor | None = None  # (N,) summed cross-entropy there
     prefix_n: torch.Tensor | None = None  # (N,) how many
     prefix_ok: torch.Tensor | None = None  # (N,) all right there
+    # causal_training "cached": the model's head_cache of the rows before i, built when
+    # first asked for (training splits only) and shared by pair sets with the same bases
+    heads: Callable[[], object] | None = None
 
 
 def targets_of(ids: torch.Tensor) -> torch.Tensor:
@@ -54,11 +57,12 @@ def by_position(pos: torch.Tensor, chunk: int = 2000):
 class Preparer:
     """Prepared splits of one (model, site, mode); ``fast``: the restartable path."""
 
-    def __init__(self, model: NumbenchModel, site: str, mode: str, fast: bool):
-        self.model, self.site, self.mode, self.fast = model, site, mode, fast
+    def __init__(self, model: NumbenchModel, site: str, mode: str, fast: bool, heads: bool = False):
+        self.model, self.site, self.mode, self.fast, self.heads = model, site, mode, fast, heads
         self.d = model.sites[site]
         self._acts: list[tuple[tuple, torch.Tensor]] = []
         self._before: list = []
+        self._heads: list = []
 
     @torch.no_grad()
     def activations(self, ids: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
@@ -84,7 +88,8 @@ class Preparer:
         h_src = self.activations(pairs.src_ids, pairs.src_pos if self.mode == "single" else None)
         targets = targets_of(pairs.cf_ids)
         if not self.fast:
-            return Split(h_base, h_src, pos, pairs.cf_ids, targets, pairs.cf_scored)
+            heads = (lambda: self._head_cache(pairs)) if self.heads else None
+            return Split(h_base, h_src, pos, pairs.cf_ids, targets, pairs.cf_scored, heads=heads)
         # positions i .. i+W-1 hold every scored prediction after the interchange
         T = pairs.cf_ids.shape[1]
         last = torch.where(pairs.cf_scored, torch.arange(T), -1).max(dim=1).values
@@ -95,6 +100,26 @@ class Preparer:
         suffix = left_align(pairs.cf_ids, pos + 1)[:, : W - 1]
         ce, n, ok = self._before_i(pairs)
         return Split(h_base, h_src, pos, suffix, targets.gather(1, idx), scored, ce, n, ok)
+
+    @torch.no_grad()
+    def _head_cache(self, pairs: PairTensors):
+        """The model's ``head_cache`` of the counterfactuals before i. They equal the bases
+        there (PROTOCOL §4), so pair sets that share bases share one cache."""
+        pos = pairs.base_pos
+        for seen, cache in self._heads:
+            if seen[0] is pairs.cf_ids and seen[1] is pos:
+                return cache
+        P = int(pos.max())
+        before = torch.arange(P)[None, :] < pos[:, None]
+        same = pairs.cf_ids.shape[1] >= P and bool(
+            ((pairs.cf_ids[:, :P] == pairs.base_ids[:, :P]) | ~before).all())
+        ids = pairs.base_ids if same else pairs.cf_ids
+        cache = next((c for seen, c in self._heads if seen[0] is ids and seen[1] is pos), None)
+        if cache is None:
+            cache = self.model.head_cache(ids, self.site, pos)
+            self._heads.append(((ids, pos), cache))
+        self._heads.append(((pairs.cf_ids, pos), cache))
+        return cache
 
     @torch.no_grad()
     def _before_i(self, pairs: PairTensors):

@@ -164,7 +164,12 @@ def run_packed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor)
     packing = Packing.of(lengths)
     places = pos[packing.rows] + packing.cols
     select = cut("scored", False)[packing.rows, places]
+    cached = None
+    if engine.cached:
+        cached = [(d.heads(), i) for d, i in zip(data, idx)]
+        cached = cached if all(c is not None for c, _ in cached) else None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=engine.low_causal):
-        logits = engine.model.run_tail_packed(cut("ids", 0), engine.site, pos, new, lengths, select)
+        logits = engine.model.run_tail_packed(cut("ids", 0), engine.site, pos, new, lengths,
+                                              select, cached=cached)
     targets = cut("targets", 0)[packing.rows, places][select]
     return logits.float(), targets, packing.rows[select]

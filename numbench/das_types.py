@@ -62,11 +62,13 @@ class EngineConfig:
     schedule: str = "continuous"
     # a training step of a causal model that is not restartable (the transformer):
     # "packed" runs its run_tail_packed (models/contract.py), with gradient only from each
-    # row's interchange position on and rows packed without padding; "tail" its run_tail,
-    # rows of similar length padded together (before session 13); both with products in
-    # bf16 under train_precision "bf16" where the model declares bf16_training; "full"
-    # runs the model's whole forward in float32
-    causal_training: str = "packed"
+    # row's interchange position on and rows packed without padding (sessions 13-14);
+    # "cached" the same, with the keys and values before each row's interchange from the
+    # model's head_cache, built once per pair set (models/head_cache.py); "tail" its
+    # run_tail, rows of similar length padded together (before session 13); these with
+    # products in bf16 under train_precision "bf16" where the model declares
+    # bf16_training; "full" runs the model's whole forward in float32
+    causal_training: str = "cached"
 
     def __post_init__(self):
         if self.workers < 1:
@@ -84,7 +86,7 @@ class EngineConfig:
 TRAIN_PRECISIONS = ("bf16", "fp32")
 TRAIN_KERNELS = ("fused", "autograd")
 SCHEDULES = ("continuous", "lockstep")
-CAUSAL_TRAINING = ("packed", "tail", "full")
+CAUSAL_TRAINING = ("cached", "packed", "tail", "full")
 # engine settings that change only speed (and, for train_precision, train_kernels and
 # causal_training, a training step's rounding — shown to leave IIA unchanged within the
 # protocol's ±0.02); never the budget

@@ -180,10 +180,11 @@ def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
 
 @pytest.mark.parametrize("site", ["embed", "block0", "block1"])
 def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
-    """A transformer's training step from the interchange on (causal_training "tail", and
-    "packed" without padding) against its whole forward ("full"): the same gradient of
-    every fit's alignment in float32, close in bf16; fits of two pair sets and two kinds
-    share the step."""
+    """A transformer's training step from the interchange on (causal_training "tail",
+    "packed" without padding, and "cached" with the heads from a cache per pair set)
+    against its whole forward ("full"): the same gradient of every fit's alignment in
+    float32, close in bf16; fits of two pair sets (two caches) and two kinds share the
+    step."""
     from models_helpers import tiny
 
     model = tiny("transformer", multi)
@@ -192,17 +193,19 @@ def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
     specs = [FitSpec("a", "linear", 4, *one, seed=1), FitSpec("b", "orthogonal", 4, *other, seed=2),
              FitSpec("c", "orthogonal", 4, *one, seed=3)]
     grads = {}
-    ways = [("full", "fp32"), ("tail", "fp32"), ("tail", "bf16"), ("packed", "fp32"), ("packed", "bf16")]
+    ways = [("full", "fp32"), ("tail", "fp32"), ("tail", "bf16"), ("packed", "fp32"), ("packed", "bf16"),
+            ("cached", "fp32"), ("cached", "bf16")]
     for how, precision in ways:
         engine = Engine(model, site, config=EngineConfig(causal_training=how, train_precision=precision))
-        assert engine.tail == (how != "full") and engine.packed == (how == "packed")
+        assert engine.tail == (how != "full") and engine.packed == (how in ("packed", "cached"))
+        assert engine.cached == (how == "cached")
         fits = engine.make_fits(specs)
         engine.train_step(fits, torch.arange(0, 256, 2))
         modules = {id(f.module): f.module for f in fits}.values()
         grads[how, precision] = torch.cat([p.grad.flatten() for m in modules for p in m.parameters()])
     want = grads["full", "fp32"]
     assert want.abs().max() > 0
-    for how in ("tail", "packed"):
+    for how in ("tail", "packed", "cached"):
         assert (grads[how, "fp32"] - want).abs().max() <= 1e-4 * want.abs().max()
         assert 0 < (grads[how, "bf16"] - want).norm() <= 0.1 * want.norm()
 

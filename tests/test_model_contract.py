@@ -128,9 +128,10 @@ def test_run_tail_is_the_edited_run_from_the_interchange_on(multi, ids, site):
 
 @pytest.mark.parametrize("site", ["embed", "block0", "block1"])
 def test_run_tail_packed_is_run_tail_without_the_padding(multi, ids, site):
-    """The transformer's packed tails (and the contract's default, cut from run_tail)
-    against run_tail: the same logits at each row's own places, or at the kept ones only,
-    and the same gradient into the new activation."""
+    """The transformer's packed tails (and the contract's default, cut from run_tail; and
+    with the heads from one or two ``head_cache``s) against run_tail: the same logits at
+    each row's own places, or at the kept ones only, and the same gradient into the new
+    activation."""
     from numbench.models import TailRunnable
     from numbench.models.packing import Packing
 
@@ -149,7 +150,12 @@ def test_run_tail_packed_is_run_tail_without_the_padding(multi, ids, site):
         g_want, = torch.autograd.grad((want * weights).sum(), new, retain_graph=True)
         g_kept, = torch.autograd.grad((want[keep] * weights[keep]).sum(), new, retain_graph=True)
         assert g_want.abs().max() > 0 and not torch.equal(g_want, g_kept)  # non-vacuous
-        for run in (model.run_tail_packed, lambda *a: TailRunnable.run_tail_packed(model, *a)):
+        one = [(model.head_cache(ids, "embed", pos), torch.arange(8))]
+        two = [(model.head_cache(ids[:5], "embed", pos[:5]), torch.arange(5)),
+               (model.head_cache(ids[5:], "embed", pos[5:]), torch.arange(3))]
+        for run in (model.run_tail_packed, lambda *a: TailRunnable.run_tail_packed(model, *a),
+                    lambda *a: model.run_tail_packed(*a, cached=one),
+                    lambda *a: model.run_tail_packed(*a, cached=two)):
             got = run(ids, site, pos, new, lengths)
             assert got.shape == want.shape and (got - want).abs().max() <= 1e-5
             g, = torch.autograd.grad((got * weights).sum(), new)
@@ -161,6 +167,40 @@ def test_run_tail_packed_is_run_tail_without_the_padding(multi, ids, site):
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 training step: close
         low = model.run_tail_packed(ids, site, pos, new, lengths)
     assert 0 < (low.float() - want).abs().max() <= 0.05 * want.abs().max()
+
+
+def test_head_cache_holds_each_rows_keys_and_values_before_pos(multi, ids):
+    """A transformer's head cache against each block's keys and values of the residual
+    stream read at the sites (the model's public activations): rows that share a head
+    share one entry (in a cache, and in a step), and rows given by two caches come back in
+    order, each with its own head's tokens."""
+    from numbench.models.head_cache import HeadCache
+
+    model = tiny("transformer", multi)
+    ids = torch.cat([ids, ids[:2]])  # rows 6, 7 repeat rows 0, 1
+    pos = torch.tensor([3, 1, 2, 6, 5, 4, 3, 0])
+    cache = model.head_cache(ids, "block0", pos)
+    assert model.head_cache(ids, "block1", pos) is None  # the last site: only the readout follows
+    assert len(cache.lengths) == 7 and cache.head_of[6] == cache.head_of[0]  # shared
+    sites = list(model.sites)
+    with torch.no_grad():
+        want = [block.keys_values(model.activations(ids, site))
+                for block, site in zip(model.blocks, sites)]  # (B, H, T, dh) each
+    runs = [(cache, torch.tensor([5, 0, 7])), (model.head_cache(ids[2:], "block0", pos[2:]),
+                                                 torch.tensor([1, 4])),
+            (cache, torch.tensor([6]))]
+    rows = torch.tensor([5, 0, 7, 3, 6, 6])
+    got = HeadCache.gather(runs)
+    assert len(got) == len(model.blocks)
+    for heads, (wk, wv) in zip(got, want):
+        assert heads.lengths[heads.of].tolist() == pos[rows].tolist()
+        assert heads.of[5] == heads.of[1] and len(heads.lengths) == 5  # row 6 shares row 0's
+        for i, r in enumerate(rows.tolist()):
+            at = slice(int(heads.starts[heads.of[i]]), int(heads.starts[heads.of[i]]) + int(pos[r]))
+            for z, w in ((heads.keys, wk), (heads.values, wv)):
+                assert torch.allclose(z[at], w[r, :, : pos[r]].transpose(0, 1), atol=1e-6)
+    assert heads.keys.abs().sum() > 0  # non-vacuous
+    assert HeadCache.gather([(cache, torch.tensor([7]))]) is None  # no row has a head
 
 
 def test_lstm_site_sequence_matches_cell_loop(multi, ids):

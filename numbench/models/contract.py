@@ -132,15 +132,25 @@ class TailRunnable(ABC):
         can change, may be computed without gradient and once for rows that share them."""
 
     def run_tail_packed(self, ids: torch.Tensor, site: str, pos: torch.Tensor, new: torch.Tensor,
-                        lengths: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+                        lengths: torch.Tensor, keep: torch.Tensor | None = None,
+                        cached: list | None = None) -> torch.Tensor:
         """``run_tail``'s logits at positions ``pos[b] .. pos[b] + lengths[b] - 1`` of row b
         (every ``lengths[b]`` ≥ 1), rows one after another: (N, V) with N = ``lengths.sum()``,
         or only the (K, V) where the bool mask ``keep`` (N,) is set. A model may override
         it to skip the padding of short rows (and compute only the kept places' outputs);
-        this default cuts them from ``run_tail``."""
+        this default cuts them from ``run_tail``. ``cached``: where ``head_cache`` gives an
+        object, the rows as (that object for their pair set, their row indices in it), one
+        run of rows after another; a model may read the positions before ``pos`` from it."""
         rows = Packing.of(lengths)
         logits = rows.unpad(self.run_tail(ids, site, pos, new, rows.width))
         return logits if keep is None else logits[keep]
+
+    def head_cache(self, ids: torch.Tensor, site: str, pos: torch.Tensor) -> object | None:
+        """What ``run_tail_packed`` at ``site`` may reuse of rows ``ids`` (N, T) before their
+        positions ``pos`` (N,), which no interchange at ``pos`` changes: built once per pair
+        set under ``causal_training`` "cached" and handed back as ``cached``. None (this
+        default): nothing; the positions before ``pos`` are then computed in every step."""
+        return None
 
     def tail_reach(self, site: str) -> int | None:
         """How many positions from i an interchange at ``site`` and position i can change

@@ -7,9 +7,12 @@ of width d. Without positional embeddings the only position signal is RoPE's rel
 which is why reference training adds voids: otherwise the count could be read off where
 ``T`` sits.
 
-A training step of alignment search runs :meth:`TransformerModel.run_tail`: the positions
-before each row's interchange (its *head*) without gradient, once for rows that share them,
-and with gradient only the positions from the interchange on (its *tail*), left-aligned.
+A training step of alignment search runs :meth:`TransformerModel.run_tail_packed`: with
+gradient only the positions from each row's interchange on (its *tail*), packed without
+padding; the positions before it (its *head*) without gradient, their keys and values
+from a :class:`~numbench.models.head_cache.HeadCache` built once per pair set (or run
+once per step for rows that share them: :meth:`TransformerModel.run_tail`, and
+``causal_training`` "packed").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .contract import Edit, NumbenchModel, TailRunnable, edit_positions, left_align
+from .head_cache import HeadCache, RowHeads
 from .packing import Packing
 from .registry import register_architecture
 
@@ -116,10 +120,10 @@ class Block(nn.Module):
     def packed(self, x: torch.Tensor, rows: "Tails", rot, head=None,
                keep: torch.Tensor | None = None) -> torch.Tensor:
         """The block on the tokens x (N, d) of ``rows``, rotated by ``rot`` (``rotation`` of
-        their positions, as (N, 1, dh)). ``head``: the keys and values (U, P, H, dh) of the
-        rows' earlier positions and which of them is each row's, (keys, values, of (B,)),
-        or None. ``keep`` (N,) bool: the tokens whose output is wanted, (K, d) returned;
-        the others still give their keys and values."""
+        their positions, as (N, 1, dh)). ``head``: the keys and values of the rows' earlier
+        positions, as (keys (U, P, H, dh), values, which is each row's (B,)) or as a
+        ``RowHeads`` (cached), or None. ``keep`` (N,) bool: the tokens whose output is
+        wanted, (K, d) returned; the others still give their keys and values."""
         q, k, v = self._token_qkv(x, rot)
         a = rows.attend(q, k, v, head).reshape(x.shape)
         if keep is not None:
@@ -169,21 +173,32 @@ class Tails:
         their own row's tokens (N, H, dh) and of its head (``Block.packed``), group by group."""
         out = []
         for g in self.groups:
-            of = None if head is None else head[2][g.rows]
             lay = lambda z, h: self._laid_out(z.index_select(0, g.tokens), g.at, h, len(g.rows), g.extent)
+            if head is None:
+                hk = hv = None
+            elif isinstance(head, RowHeads):  # the cached heads' tokens, placed
+                tokens, places = head.places(g.rows, g.extent)
+                hk = (head.keys.index_select(0, tokens), places)
+                hv = (head.values.index_select(0, tokens), places)
+            else:  # (keys, values, which is each row's)
+                of = head[2][g.rows]
+                hk, hv = head[0][of], head[1][of]
             qg = g.packing.pad(q.index_select(0, g.tokens)).transpose(1, 2)  # (B_g, H, S_g, dh)
-            kg = lay(k, None if head is None else head[0][of])  # (B_g, H, W, dh)
-            vg = lay(v, None if head is None else head[1][of])
+            kg, vg = lay(k, hk), lay(v, hv)  # (B_g, H, W, dh)
             out.append(g.packing.unpad(_attend(qg, kg, vg, g.mask).transpose(1, 2)))
         return torch.cat(out).index_select(0, self.inverse)
 
     @staticmethod
     def _laid_out(z: torch.Tensor, at: torch.Tensor, head, B: int, W: int) -> torch.Tensor:
-        """Tokens' z (N_g, H, dh) at flat places ``at`` of (B, W), over the head's (B, P,
-        H, dh) if any (zero past a head's end) or zeros: (B, H, W, dh)."""
+        """Tokens' z (N_g, H, dh) at flat places ``at`` of (B, W), over the head: its
+        (B, P, H, dh) (zero past a head's end), or its tokens (M, H, dh) and their flat
+        places (M,), or none (zeros). Returns (B, H, W, dh)."""
         H, dh = z.shape[1:]
         if head is None:
             flat = z.new_zeros(B * W, H, dh)
+        elif isinstance(head, tuple):
+            tokens, places = head
+            flat = z.new_zeros(B * W, H, dh).index_copy_(0, places, tokens.to(z.dtype))
         else:
             head = head[:, :W].to(z.dtype)
             flat = F.pad(head, (0, 0, 0, 0, 0, W - head.shape[1])).reshape(B * W, H, dh)
@@ -245,10 +260,11 @@ class TransformerModel(NumbenchModel, TailRunnable):
     def tail_reach(self, site):
         return 1 if site == list(self.sites)[-1] else None  # only ln_f and unembed follow
 
-    def run_tail_packed(self, ids, site, pos, new, lengths, keep=None):
+    def run_tail_packed(self, ids, site, pos, new, lengths, keep=None, cached=None):
         """Tails packed without padding (``Tails``): the position-wise layers run on each
         row's own tokens only, the last block's on the kept ones only; attention groups
-        rows of similar extent. Heads likewise, once per distinct head, without gradient."""
+        rows of similar extent. Heads from ``cached`` (``head_cache``), or else run here,
+        once per distinct head, without gradient."""
         self.check_site(site)
         at = list(self.sites).index(site)  # the interchange goes in before block ``at``
         if at == len(self.blocks) and int(lengths.max()) == 1:  # the readout of new alone
@@ -256,7 +272,10 @@ class TransformerModel(NumbenchModel, TailRunnable):
         rows = Tails(pos, lengths)
         x = self.embed(ids[rows.tokens.rows, rows.places.clamp(max=ids.shape[1] - 1)])  # (N, d)
         rot = self._rotation(rows.places)
-        heads = self._packed_heads(ids, pos)
+        if cached is None:
+            heads = self._packed_heads(ids, pos)
+        else:
+            heads = HeadCache.gather(cached) or [None] * len(self.blocks)
         for k, block in enumerate(self.blocks):
             if k == at:
                 x = x.index_copy(0, rows.tokens.starts, new.to(x.dtype))
@@ -266,6 +285,24 @@ class TransformerModel(NumbenchModel, TailRunnable):
             x = x.index_copy(0, rows.tokens.starts, new.to(x.dtype))
             x = x if keep is None else x[keep]
         return self.unembed(self.ln_f(x))
+
+    def head_cache(self, ids, site, pos):
+        self.check_site(site)
+        if site == list(self.sites)[-1]:  # nothing but the readout of the new state follows
+            return None
+        return HeadCache.build(ids, pos, self._keys_values)
+
+    def _keys_values(self, ids: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every block's keys and values (B, T, H, dh) of ``ids`` (B, T), by the model's own
+        forward (the one ``run`` scores with)."""
+        x, keys, values = self.embed(ids), [], []
+        for k, block in enumerate(self.blocks):
+            key, value = block.keys_values(x)  # (B, H, T, dh)
+            keys.append(key.transpose(1, 2))
+            values.append(value.transpose(1, 2))
+            if k + 1 < len(self.blocks):
+                x = block(x)
+        return keys, values
 
     def _rotation(self, positions: torch.Tensor):
         """RoPE's cos and sin (N, 1, dh) of packed tokens at ``positions`` (N,)."""
