@@ -1,4 +1,4 @@
-"""A transformer's DAS training step: whole forward, padded tails, packed tails and cached heads, side by side.
+"""A transformer's DAS training step: whole forward, padded tails, packed tails, cached heads.
 
     python benchmarks/transformer_speed.py [--model baselines/transformer_multi_object_s0.pt]
                                            [--steps 10] [--repeats 2] [--iia-steps 300]
@@ -7,11 +7,10 @@ For each site, the cost of one training step of one alignment (batch 128; the fi
 variables' orthogonal fits share each step, as a lockstep part of `numbench evaluate` does;
 one process, one torch thread), timed over the same ``--steps`` batches, ``--repeats``
 times in turn: `causal_training` "full" (the model's whole forward, the path before
-session 9), "tail" (rows from the interchange on, padded by groups; sessions 9–12), "packed" (the
-same without the padding, the heads recomputed each step; sessions 13–15) and "cached"
-(the heads from a cache per pair set; the default since session 15), in float32 and, where
-this CPU has bf16 dot
-products, in bf16 too; and in prefix mode at `embed`, where there is no tail, the whole
+session 9), "tail" (rows from the interchange on, padded by groups; sessions 9–12),
+"packed" (the same without the padding, the heads recomputed each step; sessions 13–14)
+and "cached" (the heads from a cache per pair set; the default since session 15), in
+float32 and, where this CPU has bf16 dot products, in bf16 too; and in prefix mode at `embed`, where there is no tail, the whole
 forward in float32 against the default. Then one fit (Up-Down phase, orthogonal, k 16, at
 `embed`) trained `--iia-steps` steps from the same initialisation on the same batches with
 "full" and with the default: their test IIA should agree within 0.02 (PROTOCOL §5).

@@ -197,7 +197,7 @@ def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_writ
     del old["engine"]["causal_training"]
     assert Settings.from_json(old).engine.causal_training == "full"
     # and one recorded with the padded tails of sessions 9-12, or the heads recomputed
-    # every step of sessions 13-15, replays them
+    # every step of sessions 13-14, replays them
     assert Settings.make().engine.causal_training == "cached"
     for how in ("tail", "packed"):
         old["engine"]["causal_training"] = how
