@@ -54,6 +54,11 @@ def by_position(pos: torch.Tensor, chunk: int = 2000):
         yield rows, int(pos[rows].max()) + 1
 
 
+def _seen(store: list, ids: torch.Tensor, pos: torch.Tensor | None):
+    """What ``store`` (pairs ((ids, pos), value)) holds for these very tensors, or None."""
+    return next((value for (a, b), value in store if a is ids and b is pos), None)
+
+
 class Preparer:
     """Prepared splits of one (model, site, mode); ``fast``: the restartable path."""
 
@@ -68,9 +73,9 @@ class Preparer:
     def activations(self, ids: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
         """Site activations of ``ids`` at ``pos`` (N, d), or everywhere (N, T, d) if None.
         Fits share pair sets, so each (ids, pos) is computed once."""
-        for seen, acts in self._acts:
-            if seen[0] is ids and seen[1] is pos:
-                return acts
+        acts = _seen(self._acts, ids, pos)
+        if acts is not None:
+            return acts
         if pos is None:
             acts = torch.cat([self.model.activations(ids[s : s + 2000], self.site)
                               for s in range(0, len(ids), 2000)])
@@ -106,15 +111,15 @@ class Preparer:
         """The model's ``head_cache`` of the counterfactuals before i. They equal the bases
         there (PROTOCOL §4), so pair sets that share bases share one cache."""
         pos = pairs.base_pos
-        for seen, cache in self._heads:
-            if seen[0] is pairs.cf_ids and seen[1] is pos:
-                return cache
+        cache = _seen(self._heads, pairs.cf_ids, pos)
+        if cache is not None:
+            return cache
         P = int(pos.max())
         before = torch.arange(P)[None, :] < pos[:, None]
         same = pairs.cf_ids.shape[1] >= P and bool(
             ((pairs.cf_ids[:, :P] == pairs.base_ids[:, :P]) | ~before).all())
         ids = pairs.base_ids if same else pairs.cf_ids
-        cache = next((c for seen, c in self._heads if seen[0] is ids and seen[1] is pos), None)
+        cache = _seen(self._heads, ids, pos)
         if cache is None:
             cache = self.model.head_cache(ids, self.site, pos)
             self._heads.append(((ids, pos), cache))
@@ -125,9 +130,9 @@ class Preparer:
     def _before_i(self, pairs: PairTensors):
         """Loss sum, count and all-right of the scored predictions before i. They depend
         only on the base up to i (the counterfactual's prefix), so fits share them."""
-        for seen, stats in self._before:
-            if seen[0] is pairs.base_ids and seen[1] is pairs.base_pos:
-                return stats
+        stats = _seen(self._before, pairs.base_ids, pairs.base_pos)
+        if stats is not None:
+            return stats
         N, T = pairs.cf_ids.shape
         before = pairs.cf_scored & (torch.arange(T)[None, :] < pairs.base_pos[:, None])
         targets = targets_of(pairs.cf_ids)

@@ -20,6 +20,23 @@ from .packing import Packing
 KeysValues = Callable[[torch.Tensor], tuple[list[torch.Tensor], list[torch.Tensor]]]
 
 
+def distinct_heads(ids: torch.Tensor, pos: torch.Tensor, width: int | None = None):
+    """The rows' heads ``ids[r, :pos[r]]`` once each: (U, width) with -1 past a short
+    head's end (width: the longest head), which is each row's (N,), and the mask of the
+    rows' places before ``pos`` (N, width)."""
+    width = int(pos.max()) if width is None else width
+    before = torch.arange(width, device=ids.device)[None, :] < pos[:, None]
+    heads, head_of = torch.unique(torch.where(before, ids[:, :width], -1), dim=0, return_inverse=True)
+    return heads, head_of, before
+
+
+def _tokens(starts: torch.Tensor, lengths: torch.Tensor, heads: torch.Tensor):
+    """``heads``' tokens packed one head after another (their ``Packing``) and their
+    indices among all heads' tokens (head u's ``lengths[u]`` from ``starts[u]`` on)."""
+    sub = Packing.of(lengths[heads])
+    return sub, starts[heads][sub.rows] + sub.cols
+
+
 @dataclass(frozen=True)
 class HeadCache:
     """Every distinct head of a pair set's rows: row r's head is ``head_of[r]``, whose
@@ -38,10 +55,7 @@ class HeadCache:
         """The heads ``ids[r, :pos[r]]`` of rows ``ids`` (N, T), each distinct one run once
         through ``keys_values``, in chunks of heads of similar length (a causal forward: a
         position's keys and values never see the padding after it)."""
-        P = max(int(pos.max()), 1)
-        before = torch.arange(P)[None, :] < pos[:, None]
-        heads, head_of = torch.unique(torch.where(before, ids[:, :P], -1), dim=0,
-                                      return_inverse=True)  # -1 past a short head's end
+        heads, head_of, _ = distinct_heads(ids, pos, max(int(pos.max()), 1))
         lengths = (heads >= 0).sum(1)
         starts = torch.cumsum(lengths, 0) - lengths
         keys, values = None, None
@@ -54,8 +68,7 @@ class HeadCache:
             if keys is None:
                 keys = [k.new_empty((int(lengths.sum()),) + k.shape[2:]) for k in ks]
                 values = [v.new_empty((int(lengths.sum()),) + v.shape[2:]) for v in vs]
-            sub = Packing.of(lengths[rows])
-            at = starts[rows][sub.rows] + sub.cols
+            sub, at = _tokens(starts, lengths, rows)
             for k, v, K, V in zip(ks, vs, keys, values):
                 K.index_copy_(0, at, k[sub.rows, sub.cols])
                 V.index_copy_(0, at, v[sub.rows, sub.cols])
@@ -73,10 +86,8 @@ class HeadCache:
         for cache, *mine in runs.values():
             heads, inverse = torch.unique(torch.cat([cache.head_of[rows] for _, rows in mine]),
                                           return_inverse=True)
-            n = cache.lengths[heads]
-            sub = Packing.of(n)
-            tokens.append((cache, cache.starts[heads][sub.rows] + sub.cols))
-            lengths.append(n)
+            tokens.append((cache, _tokens(cache.starts, cache.lengths, heads)[1]))
+            lengths.append(cache.lengths[heads])
             for i, rows in mine:
                 of[i], inverse = inverse[: len(rows)] + at, inverse[len(rows):]
             at += len(heads)
@@ -103,6 +114,5 @@ class RowHeads(NamedTuple):
     def places(self, rows: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The head tokens of ``rows`` and their places in a (len(rows), width) layout at
         absolute positions."""
-        heads = self.of[rows]
-        sub = Packing.of(self.lengths[heads])
-        return self.starts[heads][sub.rows] + sub.cols, sub.rows * width + sub.cols
+        sub, tokens = _tokens(self.starts, self.lengths, self.of[rows])
+        return tokens, sub.rows * width + sub.cols

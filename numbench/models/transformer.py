@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .contract import Edit, NumbenchModel, TailRunnable, edit_positions, left_align
-from .head_cache import HeadCache, RowHeads
+from .head_cache import HeadCache, RowHeads, distinct_heads
 from .packing import Packing
 from .registry import register_architecture
 
@@ -315,12 +315,9 @@ class TransformerModel(NumbenchModel, TailRunnable):
         tokens before ``pos``; zero past a head's end) and which is each row's (B,), as
         ``Block.packed`` takes them; None for every block if no row has a head. Each
         distinct head runs once, its tokens packed."""
-        P = int(pos.max())
-        if P == 0:
+        if int(pos.max()) == 0:
             return [None] * len(self.blocks)
-        before = torch.arange(P, device=ids.device)[None, :] < pos[:, None]  # (B, P)
-        heads, head_of = torch.unique(torch.where(before, ids[:, :P], -1), dim=0,
-                                      return_inverse=True)  # -1 past a short head's end
+        heads, head_of, _ = distinct_heads(ids, pos)
         lengths = (heads >= 0).sum(1)
         keep = lengths > 0  # a row with no head has no tokens to run
         rows = Tails(torch.zeros(int(keep.sum()), dtype=torch.long), lengths[keep])
@@ -342,11 +339,8 @@ class TransformerModel(NumbenchModel, TailRunnable):
         at = list(self.sites).index(site)  # the interchange goes in before block ``at``
         if at == len(self.blocks) and length == 1:  # nothing but the readout of new
             return self.unembed(self.ln_f(new[:, None]))
-        P = int(pos.max())
-        before = torch.arange(P, device=ids.device)[None, :] < pos[:, None]  # (B, P)
         # heads: the tokens before pos, which rows of one base share (-1 pads a short head)
-        heads, head_of = torch.unique(torch.where(before, ids[:, :P], -1), dim=0,
-                                      return_inverse=True)
+        heads, head_of, before = distinct_heads(ids, pos)  # before: (B, P)
         with torch.no_grad():
             xh = self.embed(heads.clamp(min=0))  # (U, P, d); padding is masked out below
         x = self.embed(left_align(ids, pos)[:, :length])  # (B, length, d) from pos on
