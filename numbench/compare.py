@@ -4,8 +4,10 @@ group per alignment function, with the controls of the trained ones.
 Which cell fills a column: among the cells that pass the filters (single mode unless asked
 otherwise; the ranked k unless ``k`` is given — ``full`` is always k = d), the one with the
 best **valid** IIA across sites, as the leaderboard picks sites (PROTOCOL §7); its test IIA
-is shown. The permuted-variable and random-init controls are those at the same site and k,
-and selectivity is IIA − IIA(permuted).
+is shown. The permuted-variable and random-init controls are those at the same site and k;
+``no-interchange`` is what the plain model scores on the counterfactual inputs (one value
+per variable, whatever the alignment), and selectivity is IIA − max(permuted,
+no-interchange) (IIA − permuted for a result that has no no-interchange baseline).
 """
 
 from __future__ import annotations
@@ -53,7 +55,14 @@ def compare_frame(subs: list[Submission], *, task: str | None = None, arch: str 
         wide = part.pivot_table(index=ROW, columns="alignment", values="test_iia_c", aggfunc="first")
         for align in wide.columns:
             table[f"{align} {label}"] = wide[align]
-    columns = []
+    none = pd.DataFrame(
+        [{"model": sub.name, "task": sub.doc["task"]["name"], "program": program,
+          "variable": var, "no-interchange": v.get("test")}
+         for sub in subs for program, per in (sub.doc.get("no_interchange") or {}).items()
+         for var, v in per.items()], columns=ROW + ["no-interchange"]).set_index(ROW)
+    table = table.join(none, how="left") if len(table) else table.assign(**{"no-interchange": []})
+    floor = table["no-interchange"].astype(float)
+    columns = ["no-interchange"]
     for align in ALIGNMENTS:
         if align not in table.columns:
             table[align] = float("nan")
@@ -62,6 +71,7 @@ def compare_frame(subs: list[Submission], *, task: str | None = None, arch: str 
             for label in ("permuted", "random-init"):
                 if f"{align} {label}" not in table.columns:
                     table[f"{align} {label}"] = float("nan")
-            table[f"{align} selectivity"] = table[align] - table[f"{align} permuted"]
+            table[f"{align} selectivity"] = table[align] - pd.concat(
+                [table[f"{align} permuted"], floor], axis=1).max(axis=1)
             columns += [f"{align} permuted", f"{align} selectivity", f"{align} random-init"]
     return table[columns].reset_index().sort_values(ROW, kind="stable").reset_index(drop=True)

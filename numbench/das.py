@@ -16,8 +16,9 @@ How a forward runs a step's rows through the model (restarted, cut, or from the
 interchange on) is ``das_rows``.
 
 Stopping (per fit, checked at every validation, every ``eval_every`` steps): valid IIA ≥
-``stop_iia``; valid loss not improved by ``min_delta`` in ``patience`` validations; valid
-IIA < ``fail_iia`` after ``fail_after`` steps; ``max_steps``. The alignment with the best
+``stop_iia``; valid loss not improved by ``min_delta`` in ``patience`` validations (the
+first ``lr_decays`` such plateaus multiply the fit's learning rate by ``lr_decay`` instead);
+valid IIA < ``fail_iia`` after ``fail_after`` steps; ``max_steps``. The alignment with the best
 valid IIA is kept; its test IIA is reported.
 """
 
@@ -36,7 +37,7 @@ from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
 from .das_rows import _length_groups, fields, run_cut, run_packed, run_resumed, run_tail, take
-from .das_stream import train_together
+from .das_stream import adam_step, train_together
 from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
                         EngineConfig, FitResult, FitSpec, PairTensors)
 
@@ -54,6 +55,7 @@ class _Fit:
         self.loss_best, self.since_loss_best = float("inf"), 0
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
         self.t = 0  # steps trained (continuous schedule: each fit counts its own)
+        self.lr_scale, self.decays = 1.0, 0  # this fit's learning rate is lr · lr_scale
         self.engine: Engine | None = None  # set by Engine.make_fits
 
 
@@ -278,7 +280,7 @@ class Engine:
             active = [f for f in trainable if f.active]
             opt.zero_grad(set_to_none=True)
             self.train_step(active, idx)
-            opt.step()
+            adam_step(opt, active)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 self._validate(active, step)
                 if on_step:
@@ -327,6 +329,9 @@ class Engine:
             f.since_loss_best += 1
         if iia >= cfg.stop_iia:
             f.stop_reason = "reached_iia"
+        elif f.since_loss_best >= cfg.patience and f.decays < cfg.lr_decays:
+            # a plateau first lowers the fit's learning rate (up to lr_decays times)
+            f.decays, f.lr_scale, f.since_loss_best = f.decays + 1, f.lr_scale * cfg.lr_decay, 0
         elif f.since_loss_best >= cfg.patience:
             f.stop_reason = "plateau"
         elif step >= cfg.fail_after and iia < cfg.fail_iia:

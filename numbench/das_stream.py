@@ -60,6 +60,19 @@ class Batches:
         return self._drawn[t - 1]
 
 
+def adam_step(opt: torch.optim.Optimizer, fits: list) -> None:
+    """``opt.step()``, then each fit whose learning rate was lowered (``_Fit.lr_scale`` < 1)
+    has its slice's move scaled by it: Adam's moment estimates do not depend on the
+    learning rate, so this is exactly Adam at lr · lr_scale for that slice alone."""
+    scaled = [f for f in fits if f.lr_scale != 1.0]
+    before = [(f, [p[f.slot].detach().clone() for p in f.module.parameters()]) for f in scaled]
+    opt.step()
+    with torch.no_grad():
+        for f, old in before:
+            for p, p0 in zip(f.module.parameters(), old):
+                p[f.slot] = p0 + (p[f.slot] - p0) * f.lr_scale
+
+
 def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[int]],
                seed: int, on_step: Callable[[int, int, float], None] | None
                ) -> dict[int, FitResult]:
@@ -134,8 +147,8 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
             mine = [f for f in live if f.engine is engine]
             engine.train_step(mine, torch.stack([batches[len(f.splits["train"].pos)][f.t]
                                                  for f in mine]))
-        for opt, _ in optimizers:
-            opt.step()
+        for opt, fits in optimizers:
+            adam_step(opt, [f for f in fits if f.active])
         due = [f for f in live if f.t % cfg.eval_every == 0 or f.t >= cfg.max_steps]
         if due:
             validate(due)

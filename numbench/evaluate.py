@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .accuracy import split_accuracies
+from .accuracy import sequence_correct, split_accuracies
 from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
 from .das_workers import prestart
 from .errors import NumbenchError
@@ -29,6 +29,8 @@ from .pairs import PairSet, make_pairs
 from .programs import get_program
 from .protocol import (
     BASELINE_ALIGNMENTS,
+    BUDGET,
+    QUICK_BUDGET,
     PROGRAMS,
     PROTOCOL_DIGEST,
     PROTOCOL_VERSION,
@@ -57,9 +59,7 @@ class Settings:
              engine: dict | None = None) -> "Settings":
         """Protocol settings, or a ``quick`` smoke budget; ``engine`` overrides any engine
         setting (a result whose protocol settings differ from the protocol's is unranked)."""
-        base = asdict(EngineConfig())
-        if quick:  # a smoke run: small budget, never ranked
-            base.update(max_steps=300, eval_every=50, patience=3, fail_after=200)
+        base = asdict(EngineConfig()) | (QUICK_BUDGET if quick else BUDGET)
         unknown = set(engine or {}) - set(base)
         if unknown:
             raise NumbenchError(f"unknown engine setting(s): {', '.join(sorted(unknown))}")
@@ -81,8 +81,8 @@ class Settings:
     @property
     def ranked(self) -> bool:
         """Only the protocol's own budget is ranked (speed-only settings may differ)."""
-        mine, protocol = asdict(self.engine), asdict(EngineConfig())
-        return not self.quick and all(mine[k] == protocol[k] for k in protocol if k not in SPEED_ONLY)
+        mine = asdict(self.engine)
+        return not self.quick and all(mine[k] == v for k, v in BUDGET.items())
 
     def to_json(self) -> dict:
         eng = asdict(self.engine)
@@ -174,6 +174,20 @@ def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
     return cells
 
 
+def no_interchange_iia(model, pairs: _Pairs, programs: dict) -> dict:
+    """What doing nothing scores (PROTOCOL §6, protocol 2): the plain model run on each
+    variable's counterfactual inputs, scored like an interchange against the
+    counterfactual's targets. {program: {variable: {"valid": IIA, "test": IIA}}}."""
+    out: dict = {}
+    for program, variables in programs.items():
+        for var in variables:
+            out.setdefault(program, {})[var] = {
+                split: float(sequence_correct(model, pairs.get(program, var, split, "single",
+                                                               False)[0].counterfactual).mean())
+                for split in ("valid", "test")}
+    return out
+
+
 def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", control=None):
     key = f"{program}/{variable}/{alignment}/k{k}/{site}/{mode}" + (f"/{control}" if control else "")
     sets, tensors = pairs.triplet(program, variable, mode, permuted=control == "permuted")
@@ -213,6 +227,9 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
             f"not scored", path=model_path)
 
     programs = {p: get_program(p).variables for p in PROGRAMS}
+    say("no-interchange baseline", {})
+    no_interchange = no_interchange_iia(model, pairs, programs)
+    walls["no_interchange"], t = time.perf_counter() - t, time.perf_counter()
     fingerprint = {"model_sha256": sha, "settings": settings.to_json(),
                    "protocol": PROTOCOL_DIGEST, "task": task.name}
     done = read_partial(partial_path, fingerprint) if partial_path else {}
@@ -322,6 +339,7 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         "gate": gate,
         "pairs": dict(sorted(pairs.hashes.items())),
         "cells": sorted(cells, key=lambda c: c["key"]),
-        "summary": summarize(cells, programs),
+        "no_interchange": no_interchange,
+        "summary": summarize(cells, programs, no_interchange),
         "wall_seconds": {k: round(v, 2) for k, v in walls.items()},
     })

@@ -28,8 +28,12 @@ RULE = (
 )
 COLUMNS_NOTE = (
     "*variables* gives each variable of the best program as orthogonal / linear test IIA; "
-    "*selectivity* is the mean of IIA − IIA(permuted variable) over those cells, *random-init* "
-    "the mean IIA of the same alignments on a freshly initialised model (PROTOCOL §6)."
+    "*selectivity* is the mean over those cells of IIA less the larger of two floors — the "
+    "permuted-variable control and the no-interchange baseline (the plain model on the "
+    "counterfactual inputs) — *random-init* "
+    "the mean IIA of the same alignments on a freshly initialised model, *no-interchange* the "
+    "mean of what the plain model scores on those variables' counterfactual inputs "
+    "(– for a protocol-1 result, which has none) (PROTOCOL §6)."
 )
 
 
@@ -55,7 +59,8 @@ def summary_row(sub: Submission) -> dict:
         "parameters": doc["model"]["parameters"], "iid": acc.get("iid"),
         "holdout": acc.get("holdout"), "symbol_score": s.get("symbol_score"),
         "best_program": best, "variables": per_var, "selectivity": avg("selectivity"),
-        "random_init": avg("random_init_iia"), "verified": sub.verified,
+        "random_init": avg("random_init_iia"), "no_interchange": avg("no_interchange_iia"),
+        "verified": sub.verified,
         "protocol": doc["versions"]["protocol"], "ranked": sub.ranked,
         "low_accuracy": acc.get("iid") is None or acc["iid"] < IID_FLOOR,
     }
@@ -80,6 +85,7 @@ def display_frame(rows: list[dict], *, with_task: bool, numbered: bool = True) -
                 "holdout": _fmt(r["holdout"]), "symbol score": _fmt(r["symbol_score"]),
                 "best program": r["best_program"] or "–", "variables (orth / linear)": variables,
                 "selectivity": _fmt(r["selectivity"]), "random-init": _fmt(r["random_init"]),
+                "no-interchange": _fmt(r["no_interchange"]),
                 "verified": VERIFIED_MARK if r["verified"] else "",
                 "protocol": r["protocol"]}
         out.append(row)

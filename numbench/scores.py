@@ -22,9 +22,14 @@ def best_site(cells: list[dict], program: str, variable: str, alignment: str) ->
     return max(cands, key=lambda c: (c["valid_iia"], -c["site_index"])) if cands else None
 
 
-def summarize(cells: list[dict], programs: dict[str, tuple[str, ...]]) -> dict:
+def summarize(cells: list[dict], programs: dict[str, tuple[str, ...]],
+              no_interchange: dict | None = None) -> dict:
     """Per program and variable: each ranked alignment at its best site, with controls;
-    alignment score per program; symbol score and the program that earns it."""
+    alignment score per program; symbol score and the program that earns it.
+
+    ``no_interchange[program][variable]["test"]``: what the plain model scores on the
+    counterfactual inputs (no interchange at all). Selectivity is the IIA less the larger
+    of it and the permuted control: neither is evidence of an interchanged variable."""
     out: dict = {"programs": {}}
     for program, variables in programs.items():
         per_var, scores = {}, []
@@ -39,11 +44,14 @@ def summarize(cells: list[dict], programs: dict[str, tuple[str, ...]]) -> dict:
                 rand = _find(cells, alignment=align, k=best["k"], control="random_init", **at)
                 full = _find(cells, alignment="full", control=None, **at)
                 rnd = _find(cells, alignment="random", control=None, **at)
+                none = ((no_interchange or {}).get(program, {}).get(var) or {}).get("test")
+                floor = [x["test_iia"] for x in (perm,) if x] + ([none] if none is not None else [])
                 entry = {
                     "site": best["site"], "k": best["k"], "valid_iia": best["valid_iia"],
                     "test_iia": best["test_iia"],
                     "permuted_iia": perm["test_iia"] if perm else None,
-                    "selectivity": best["test_iia"] - perm["test_iia"] if perm else None,
+                    "no_interchange_iia": none,
+                    "selectivity": best["test_iia"] - max(floor) if floor else None,
                     "random_init_iia": rand["test_iia"] if rand else None,
                     "full_iia": full["test_iia"] if full else None,
                     "random_subspace_iia": rnd["test_iia"] if rnd else None,

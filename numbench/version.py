@@ -1,3 +1,3 @@
 """Versions that every result records."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

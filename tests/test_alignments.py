@@ -34,9 +34,11 @@ def oblique(al: LinearAlignment, seed=1):
 def reference_projector(al) -> torch.Tensor:
     """P built by hand from the alignment's parameters (count 1)."""
     if al.name == "orthogonal":
-        w = al.weight[0]
-        q, r = torch.linalg.qr(w)
+        q, r = torch.linalg.qr(al.u_weight[0])
         q = q * torch.sign(torch.diagonal(r))
+        upper = al.v_skew[0].triu(1)
+        a = upper - upper.T
+        q = al.v_base[0] @ torch.linalg.inv(torch.eye(al.d) - a) @ (torch.eye(al.d) + a) @ q
         return q @ q.T
     if al.name == "random":
         return al.basis[0] @ al.basis[0].T
@@ -93,15 +95,34 @@ def test_same_source_and_base_is_identity(name):
     torch.testing.assert_close(al(h, h), h, atol=1e-6, rtol=0)
 
 
-def test_orthogonal_basis_is_the_gram_schmidt_of_its_weight():
+def test_orthogonal_basis_is_the_cayley_rotation_of_the_gram_schmidt_of_its_weight():
     al = make_alignment("orthogonal", D, K, seed=6)
-    q, w = al.basis()[0], al.weight[0]
+    q, w = al.basis()[0], al.u_weight[0]
     torch.testing.assert_close(q.T @ q, torch.eye(K), atol=1e-5, rtol=0)
-    r = q.T @ w  # w = q r with r upper triangular, positive diagonal
+    r = q.T @ w  # at init V = I, so w = q r with r upper triangular, positive diagonal
     torch.testing.assert_close(q @ r, w, atol=1e-5, rtol=0)
     assert torch.all(r.tril(-1).abs() < 1e-5) and torch.all(torch.diagonal(r) > 0)
+    with torch.no_grad():  # a skew part rotates the basis: Q_k = V U_k, V orthogonal
+        al.v_skew.copy_(0.1 * torch.randn(1, D, D, generator=torch.Generator().manual_seed(3)))
+    upper = al.v_skew[0].triu(1)
+    a = upper - upper.T
+    v = torch.linalg.solve(torch.eye(D) - a, torch.eye(D) + a)
+    torch.testing.assert_close(al.basis()[0], v @ q, atol=1e-5, rtol=0)
+    torch.testing.assert_close(v @ v.T, torch.eye(D), atol=1e-5, rtol=0)
     p = al.projector()
     torch.testing.assert_close(p, p.T, atol=1e-6, rtol=0)
+    torch.testing.assert_close(p @ p, p, atol=1e-5, rtol=0)
+
+
+def test_orthogonal_is_linear_without_scales():
+    """Same init, same rotation parameters: the same projector, step for step, while the
+    linear alignment's scales stay at 0."""
+    orth, lin = make_alignment("orthogonal", D, K, seed=12), make_alignment("linear", D, K, seed=12)
+    with torch.no_grad():
+        skew = 0.2 * torch.randn(1, D, D, generator=torch.Generator().manual_seed(13))
+        orth.v_skew.copy_(skew)
+        lin.v_skew.copy_(skew)
+    torch.testing.assert_close(orth.projector(), lin.projector(), atol=1e-5, rtol=0)
 
 
 def test_linear_starts_orthogonal_and_leaves_symmetry_after_a_step():

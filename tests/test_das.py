@@ -240,9 +240,14 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
 
 def test_stopping_rules(small_gru, multi):
     tr, va, te = data(multi, "up_down", "count", n_train=512, n_eval=100)
-    cfg = EngineConfig(max_steps=400, eval_every=20, patience=2, min_delta=10.0)  # never improves
+    cfg = EngineConfig(max_steps=400, eval_every=20, patience=2, min_delta=10.0,  # never improves
+                       lr_decays=0)
     res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("p", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "plateau" and res[0].steps == 40
+    # with a decay the first plateau lowers the learning rate, the second one stops
+    cfg = dataclasses.replace(cfg, lr_decays=1)
+    res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("p", "orthogonal", 2, tr, va, te)])
+    assert res[0].stop_reason == "plateau" and res[0].steps == 80
     cfg = EngineConfig(max_steps=400, eval_every=20, fail_after=60, fail_iia=1.01)
     res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("f", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "failing" and res[0].steps == 60
@@ -287,13 +292,13 @@ def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(smal
     run = lambda model, precision: Engine(model, "hidden", config=dataclasses.replace(
         no_stop(30), train_precision=precision)).run(spec())
     low, full = run(small_gru, "bf16"), run(small_gru, "fp32")
-    assert not torch.equal(low[0].state["weight"], full[0].state["weight"])
+    assert not torch.equal(low[0].state["u_weight"], full[0].state["u_weight"])
     assert low[1].valid_loss == full[1].valid_loss  # untrained: scored alike, in float32
     assert (low[1].test_correct == full[1].test_correct).all()
     rnn = tiny("rnn", multi)
     assert not rnn.bf16_training
     a, b = run(rnn, "bf16"), run(rnn, "fp32")
-    assert torch.equal(a[0].state["weight"], b[0].state["weight"]) and a[0].valid_loss == b[0].valid_loss
+    assert torch.equal(a[0].state["u_weight"], b[0].state["u_weight"]) and a[0].valid_loss == b[0].valid_loss
 
 
 @pytest.mark.parametrize("schedule,workers", [("lockstep", 2), ("continuous", 2), ("continuous", 3)])
@@ -344,7 +349,8 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
     specs = lambda: [FitSpec(f"{p}/{v}/{kind}", kind, 4, *sets[p, v], seed=len(p + v + kind))
                      for (p, v) in sets for kind in ("orthogonal", "linear")][:5]
     config = lambda schedule: EngineConfig(max_steps=150, eval_every=25, lr=1e-2, stop_iia=0.6,
-                                           patience=3, fits_per_forward=2 if schedule == "continuous" else 8,
+                                           patience=2, lr_decays=1,
+                                           fits_per_forward=2 if schedule == "continuous" else 8,
                                            workers=1, schedule=schedule)
     steps = []
     stream = Engine(small_gru, "hidden", config=config("continuous"))
@@ -503,3 +509,34 @@ def test_a_plugin_architecture_trains_in_a_worker_process(multi):
         assert x.steps == y.steps == 20
         assert x.valid_loss == pytest.approx(y.valid_loss, abs=1e-4)
         assert all(torch.allclose(x.state[k], y.state[k], atol=1e-4) for k in x.state)
+
+
+@pytest.mark.parametrize("kind", ["orthogonal", "linear"])
+def test_a_lowered_learning_rate_is_adam_at_that_rate_for_that_slice_alone(kind):
+    """adam_step on a batch of two alignments, the second at lr_scale 0.1, against two
+    alignments trained alone with Adam at lr and lr / 10."""
+    from numbench.das_stream import adam_step
+
+    class Fit:  # what adam_step reads of a fit
+        def __init__(self, module, slot, scale):
+            self.module, self.slot, self.lr_scale = module, slot, scale
+
+    d, k = 8, 2
+    batch = make_alignment(kind, d, k, count=2, seed=[3, 4])
+    alone = [make_alignment(kind, d, k, seed=s) for s in (3, 4)]
+    opt = torch.optim.Adam(batch.parameters(), lr=1e-2)
+    opts = [torch.optim.Adam(a.parameters(), lr=lr) for a, lr in zip(alone, (1e-2, 1e-3))]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        hb, hs, target = (torch.randn(2, 16, d, generator=g) for _ in range(3))
+        opt.zero_grad()
+        ((batch(hb, hs) - target) ** 2).sum().backward()
+        adam_step(opt, [Fit(batch, 0, 1.0), Fit(batch, 1, 0.1)])
+        for a, o, x, y, t in zip(alone, opts, hb, hs, target):
+            o.zero_grad()
+            ((a(x, y) - t) ** 2).sum().backward()
+            o.step()
+    for a in (0, 1):
+        torch.testing.assert_close(batch.single(a).projector(), alone[a].projector(),
+                                   atol=1e-6, rtol=1e-5)
+    assert (batch.single(0).projector() - batch.single(1).projector()).abs().max() > 1e-3

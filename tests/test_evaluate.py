@@ -11,6 +11,7 @@ from numbench.cli import main
 from numbench.errors import NumbenchError
 from numbench.evaluate import Settings, evaluate
 from numbench.results import validate_result
+from numbench.protocol import BUDGET, PROTOCOL_VERSION
 
 from evaluate_helpers import TINY_ENGINE, tiny_settings
 
@@ -48,7 +49,10 @@ def test_scores_follow_the_protocol(result):
         assert p["alignment_score"] == pytest.approx(sum(iias) / len(iias))
         for per in p["variables"].values():
             for e in per.values():
-                assert e["selectivity"] == pytest.approx(e["test_iia"] - e["permuted_iia"])
+                floor = max(e["permuted_iia"], e["no_interchange_iia"])
+                assert e["selectivity"] == pytest.approx(e["test_iia"] - floor)
+                program_none = result["no_interchange"][program]
+                assert e["no_interchange_iia"] in [v["test"] for v in program_none.values()]
     best = max(s["programs"], key=lambda q: s["programs"][q]["alignment_score"])
     assert s["symbol_score"] == s["programs"][best]["alignment_score"]
 
@@ -57,7 +61,7 @@ def test_result_records_versions_hashes_and_seeds(result, model_file):
     from numbench.models.files import model_sha256
 
     assert result["model"]["sha256"] == model_sha256(model_file)
-    assert result["versions"]["protocol"] == "1" and len(result["versions"]["protocol_sha256"]) == 64
+    assert result["versions"]["protocol"] == PROTOCOL_VERSION == "2" and len(result["versions"]["protocol_sha256"]) == 64
     assert len(result["task"]["split_sha256"]) == 3
     assert all(len(h) == 64 for h in result["pairs"].values())
     assert result["settings"]["seed"] == 0
@@ -202,3 +206,17 @@ def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_writ
     for how in ("tail", "packed"):
         old["engine"]["causal_training"] = how
         assert Settings.from_json(old).engine.causal_training == how
+
+
+def test_the_protocol_owns_the_budget_and_the_engine_defaults_to_it():
+    from dataclasses import asdict
+
+    from numbench.das import EngineConfig
+    from numbench.protocol import QUICK_BUDGET
+
+    engine = asdict(EngineConfig())
+    assert {k: engine[k] for k in BUDGET} == BUDGET
+    assert Settings.make().ranked and not Settings.make(quick=True).ranked
+    assert {k: getattr(Settings.make(quick=True).engine, k) for k in QUICK_BUDGET} == QUICK_BUDGET
+    assert not Settings.make(engine={"lr": 1e-3}).ranked
+    assert Settings.make(engine={"workers": 1}).ranked  # speed only

@@ -57,6 +57,22 @@ def orthonormal_columns(w: Tensor) -> Tensor:
     return q * sign.unsqueeze(-2)
 
 
+def cayley_times(v_skew: Tensor, v_base: Tensor, x: Tensor | None = None) -> Tensor:
+    """V @ x (or V itself when x is None) for V = V₀ (I − A)⁻¹ (I + A), the Cayley map
+    around an orthogonal base ``v_base`` (A, d, d) of the skew-symmetric A = B − Bᵀ, B the
+    strict upper triangle of ``v_skew`` (A, d, d). I − A is always invertible (its singular
+    values are ≥ 1), so V is orthogonal for any ``v_skew``; V = V₀ at ``v_skew`` = 0. Every
+    one of the d(d−1)/2 free entries rotates the whole space, which is what lets a subspace
+    turn fast under Adam (docs/alignments.md). Costs one d×d LU solve with x's columns."""
+    upper = v_skew.triu(1)
+    skew = upper - upper.mT
+    d = skew.shape[-1]
+    if x is None:
+        x = torch.eye(d, dtype=skew.dtype, device=skew.device).expand_as(skew)
+    eye = torch.eye(d, dtype=skew.dtype, device=skew.device)
+    return v_base @ torch.linalg.solve(eye - skew, x + skew @ x)
+
+
 def haar_basis(seed: int | Sequence[int], count: int, d: int, k: int) -> Tensor:
     """(count, d, k) Haar-random orthonormal columns, slice a from its own seed."""
     return orthonormal_columns(seeded_normal(seed, count, d, k))

@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Alignment, Factors, haar_basis, orthonormal_columns
+from .base import Alignment, Factors, cayley_times, haar_basis, orthonormal_columns
 from .registry import register_alignment
 
 LOG_SCALE_BOUND = 2.0  # |s_i| < 2
@@ -67,7 +67,7 @@ class LinearAlignment(Alignment):
 
     def v(self, x: Tensor | None = None) -> Tensor:
         """V @ x for x (A, d, m), or V itself (A, d, d) orthogonal when x is None."""
-        return _v_times(self.v_skew, self.v_base, x)
+        return cayley_times(self.v_skew, self.v_base, x)
 
     def factors(self) -> Factors:
         return _factors(self.k, self.u_weight, self.log_scale_raw, self.v_skew, self.v_base)
@@ -110,21 +110,10 @@ def _log_scale(raw: Tensor) -> Tensor:
     return LOG_SCALE_BOUND * torch.tanh(raw)
 
 
-def _v_times(v_skew: Tensor, v_base: Tensor, x: Tensor | None) -> Tensor:
-    """V @ x (or V) for the Cayley parameters ``v_skew`` (A, d, d) around ``v_base``."""
-    upper = v_skew.triu(1)
-    skew = upper - upper.mT
-    d = skew.shape[-1]
-    if x is None:
-        x = torch.eye(d, dtype=skew.dtype, device=skew.device).expand_as(skew)
-    eye = torch.eye(d, dtype=skew.dtype, device=skew.device)
-    return v_base @ torch.linalg.solve(eye - skew, x + skew @ x)
-
-
 def _factors(k: int, u_weight: Tensor, log_scale_raw: Tensor, v_skew: Tensor,
              v_base: Tensor) -> Factors:
     """M⁻¹[:, :k] (A, d, k) and M[:k, :] (A, k, d) from the parameters of A slices."""
     u_k, s = orthonormal_columns(u_weight), _log_scale(log_scale_raw)
     scaled = torch.cat([u_k * (-s).exp().unsqueeze(-1), u_k * s.exp().unsqueeze(-1)], -1)
-    left, right_t = _v_times(v_skew, v_base, scaled).split(k, dim=-1)  # V e^−s U_k, V e^s U_k
+    left, right_t = cayley_times(v_skew, v_base, scaled).split(k, dim=-1)  # V e^−s U_k, V e^s U_k
     return left, right_t.mT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -25,21 +26,39 @@ def result_table(doc: dict) -> Table:
         title += (" · QUICK RUN (unranked)" if doc["settings"]["quick"]
                   else " · UNRANKED (engine settings differ from the protocol's)")
     table = Table(title=title)
-    for col in ("program", "variable", "alignment", "site", "IIA", "permuted", "selectivity",
-                "random-init", "full"):
+    for col in ("program", "variable", "alignment", "site", "IIA", "permuted", "no-interchange",
+                "selectivity", "random-init", "full"):
         table.add_column(col, justify="right" if col not in ("program", "variable", "alignment", "site") else "left")
     fmt = lambda x: "-" if x is None else f"{x:.3f}"
     for program, p in s["programs"].items():
         for var, per in p["variables"].items():
             for align, e in per.items():
                 table.add_row(program, var, align, e["site"], fmt(e["test_iia"]),
-                              fmt(e["permuted_iia"]), fmt(e["selectivity"]),
+                              fmt(e["permuted_iia"]), fmt(e.get("no_interchange_iia")),
+                              fmt(e["selectivity"]),
                               fmt(e["random_init_iia"]), fmt(e["full_iia"]))
         table.add_row(program, "[bold]alignment score[/]", "", "", f"[bold]{fmt(p['alignment_score'])}[/]",
-                      "", "", "", "", end_section=True)
+                      "", "", "", "", "", end_section=True)
     table.caption = (f"symbol score {fmt(s['symbol_score'])} ({s['best_program']}); "
                      f"test IIA at the best site on valid; {doc['wall_seconds']['total']:.0f} s")
     return table
+
+
+def parse_engine(items: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` items as engine overrides, each VALUE typed by the setting's default."""
+    defaults, out = asdict(EngineConfig()), {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in defaults:
+            raise click.BadParameter(f"'{item}': expected KEY=VALUE with KEY one of "
+                                     f"{', '.join(defaults)}", param_hint="--engine")
+        kind = type(defaults[key])
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise click.BadParameter(f"'{item}': {key} takes a {kind.__name__}",
+                                     param_hint="--engine") from None
+    return out
 
 
 class ProgressLog:
@@ -72,26 +91,33 @@ class ProgressLog:
 @click.option("--quick", is_flag=True, help="Small-budget smoke run, labelled unranked.")
 @click.option("--sweep", is_flag=True, help="Also the k-sweep, prefix mode and sd_linear.")
 @click.option("--out", type=click.Path(dir_okay=False),
-              help="Result file (default: submissions/<model name>[_quick][_sweep]/result.json).")
+              help="Result file (default: submissions/<model name>[_quick][_sweep][_engine]"
+                   "/result.json).")
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
 @click.option("--workers", type=click.IntRange(min=1), default=EngineConfig().workers,
               show_default=True,
               help="Processes that train the fits side by side, one core each "
                    "(this one and N-1 workers; speed only; recorded).")
+@click.option("--engine", "engine_settings", multiple=True, metavar="KEY=VALUE",
+              help="Override an engine setting, e.g. --engine lr=0.001 (repeatable). A result "
+                   "whose budget differs from the protocol's is unranked.")
 @arch_module_option
 @json_option
-def command(model_file, task_name, seed, quick, sweep, out, resume, workers, as_json) -> None:
+def command(model_file, task_name, seed, quick, sweep, out, resume, workers, engine_settings,
+            as_json) -> None:
     """Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, IIA of
     every program variable under orthogonal and linear alignment with controls.
 
     Example: numbench evaluate baselines/gru_multi_object_s0.pt
     """
-    name = Path(model_file).stem + ("_quick" if quick else "") + ("_sweep" if sweep else "")
+    name = (Path(model_file).stem + ("_quick" if quick else "") + ("_sweep" if sweep else "")
+            + ("_engine" if engine_settings else ""))  # never in place of a protocol run
     out = Path(out) if out else Path("submissions") / name / "result.json"
     partial = out.with_name(out.name + ".partial")
     if not resume:
         partial.unlink(missing_ok=True)
-    settings = Settings.make(seed=seed, quick=quick, sweep=sweep, engine={"workers": workers})
+    settings = Settings.make(seed=seed, quick=quick, sweep=sweep,
+                             engine={"workers": workers} | parse_engine(engine_settings))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
                           "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())

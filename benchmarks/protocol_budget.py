@@ -1,0 +1,132 @@
+"""The protocol-2 budget study: candidate budgets against protocol 1's committed answers.
+
+    python benchmarks/protocol_budget.py [--models gru_multi_object_s0,...]
+        [--candidates p2,lr1e-2,...] [--out DIR] [--list]
+
+For every (candidate, model) it runs the full evaluate with the candidate's engine
+budget (``Settings.make(engine=...)``) and compares it, cell by cell, with protocol 1's
+result for that model (``benchmarks/protocol1_reference.json``: every cell's test IIA and
+steps from the committed protocol-1 result files). Per candidate and model it prints the
+total alignment-steps and their ratio to protocol 1's, wall time, the largest drop of a
+ranked cell's test IIA (single mode, ranked k, every site) and the largest rise of a
+control (permuted, random-init). Runs are resumable: a finished run's result file is
+reused, an interrupted one resumes from its ``.partial``.
+
+The chosen budget and the evidence table are in docs/protocol.md (protocol 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from numbench.protocol import PROTOCOL1_BUDGET  # noqa: E402
+REFERENCE = Path(__file__).with_name("protocol1_reference.json")
+PANEL = ("gru_multi_object_s0", "lstm_multi_object_s0", "rnn_multi_object_s0",
+         "gru_same_object_s0", "transformer_multi_object_s0")
+
+# engine settings of each candidate, over protocol 1's (lr 1e-3, eval_every 100,
+# patience 10, fail_after 1500, max_steps 20,000, no learning-rate decay). "p2" is the
+# chosen one (numbench/protocol.py BUDGET), "p1" protocol 1's own budget.
+CANDIDATES: dict[str, dict] = {
+    "p1": PROTOCOL1_BUDGET,
+    "lr1e-2": PROTOCOL1_BUDGET | {"lr": 1e-2},
+    "lr1e-2_fast_rules": {"lr": 1e-2, "lr_decays": 0, "eval_every": 50, "patience": 6, "fail_after": 300,
+                          "max_steps": 5000},
+    "lr1e-2_patience10": {"lr": 1e-2, "lr_decays": 0, "eval_every": 50, "patience": 10, "fail_after": 300,
+                          "max_steps": 5000},
+    "lr3e-3_patience10": {"lr": 3e-3, "lr_decays": 0, "eval_every": 50, "patience": 10, "fail_after": 300,
+                          "max_steps": 5000},
+    # a plateau first lowers the fit's learning rate tenfold, the next one stops it
+    "lr1e-2_decay_p5": {"lr": 1e-2, "eval_every": 50, "patience": 5, "fail_after": 300,
+                        "max_steps": 4000, "lr_decays": 1, "lr_decay": 0.1},
+    "lr1e-2_decay_p4": {"lr": 1e-2, "eval_every": 50, "patience": 4, "fail_after": 300,
+                        "max_steps": 3000, "lr_decays": 1, "lr_decay": 0.1},
+}
+
+
+def ranked(cell: dict) -> bool:
+    return (cell["control"] is None and cell["mode"] == "single" and cell["ranked_k"]
+            and cell["alignment"] in ("orthogonal", "linear"))
+
+
+def compare(result: dict, reference: dict) -> dict:
+    """Largest ranked drop and control rise (with the cells' keys) against protocol 1."""
+    ref = reference["cells"]
+    drop, rise = (-1.0, ""), (-1.0, "")
+    for c in result["cells"]:
+        if c["key"] not in ref:
+            continue
+        delta = c["test_iia"] - ref[c["key"]]["test_iia"]
+        if ranked(c) and -delta > drop[0]:
+            drop = (-delta, c["key"])
+        if c["control"] in ("permuted", "random_init") and delta > rise[0]:
+            rise = (delta, c["key"])
+    steps = sum(c["steps"] for c in result["cells"])
+    return {"steps": steps, "ratio": steps / reference["steps"], "drop": drop, "rise": rise,
+            "wall": result["wall_seconds"]["total"],
+            "symbol": result["summary"]["symbol_score"], "symbol_p1": reference["symbol_score"]}
+
+
+def run(candidate: str, model: str, out: Path) -> dict:
+    from numbench.evaluate import Settings, evaluate
+    from numbench.results import write_json_atomic
+
+    path = out / candidate / f"{model}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = CANDIDATES[candidate] if candidate in CANDIDATES else {}
+    settings = Settings.make(engine=engine)
+    t = time.perf_counter()
+    partial = path.with_name(path.name + ".partial")
+    doc = evaluate(ROOT / "baselines" / f"{model}.pt", settings=settings, partial_path=partial)
+    write_json_atomic(path, doc)
+    partial.unlink(missing_ok=True)
+    print(f"  {candidate} {model}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return doc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(PANEL))
+    ap.add_argument("--candidates", default="p2," + ",".join(CANDIDATES),
+                    help="'p2' is the protocol's own budget (whatever numbench/protocol.py says)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "protocol_budget"))
+    ap.add_argument("--list", action="store_true", help="print the candidates and exit")
+    args = ap.parse_args()
+    if args.list:
+        for name, eng in CANDIDATES.items():
+            print(f"{name}: {eng}")
+        return
+    from numbench.machine import cpu_description
+
+    reference = json.loads(REFERENCE.read_text())
+    out = Path(args.out)
+    print(f"CPU: {cpu_description()}")
+    head = (f"{'candidate':<20} {'model':<30} {'steps':>7} {'/p1':>5} {'wall s':>7} "
+            f"{'max drop':>8} {'max rise':>8} {'symbol':>6} {'p1':>6}")
+    rows = []
+    for candidate in args.candidates.split(","):
+        for model in args.models.split(","):
+            cmp = compare(run(candidate, model, out), reference[model])
+            rows.append((candidate, model, cmp))
+            print(f"{candidate:<20} {model:<30} {cmp['steps']:>7} {cmp['ratio']:>5.2f} "
+                  f"{cmp['wall']:>7.0f} {cmp['drop'][0]:>8.3f} {cmp['rise'][0]:>8.3f} "
+                  f"{cmp['symbol']:>6.3f} {cmp['symbol_p1']:>6.3f}", flush=True)
+    print()
+    print(head)
+    for candidate, model, cmp in rows:
+        print(f"{candidate:<20} {model:<30} {cmp['steps']:>7} {cmp['ratio']:>5.2f} "
+              f"{cmp['wall']:>7.0f} {cmp['drop'][0]:>8.3f} {cmp['rise'][0]:>8.3f} "
+              f"{cmp['symbol']:>6.3f} {cmp['symbol_p1']:>6.3f}")
+        print(f"{'':<20}   drop at {cmp['drop'][1]}; rise at {cmp['rise'][1]}")
+
+
+if __name__ == "__main__":
+    main()
