@@ -143,9 +143,8 @@ def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) 
 def _claim_priority(meta: dict) -> int:
     """Which fits start first on the continuous schedule (order only, never a number), so
     the longest do not start last: a linear alignment's permuted control rarely reaches the
-    stopping IIA and plateaus late (5,100 steps on average in the committed recurrent
-    results, up to 11,800); a random-init control mostly stops on the failing rule at 1,500
-    steps (1,200–1,600 on average); the other fits average 2,500–2,900."""
+    stopping IIA and runs to a late plateau or the step cap (the binary phase's above all);
+    a random-init control mostly stops on the failing rule; the other fits lie between."""
     if meta["control"] == "random_init":
         return 0
     return 2 if meta["control"] == "permuted" and meta["alignment"] == "linear" else 1
