@@ -220,3 +220,24 @@ def test_the_protocol_owns_the_budget_and_the_engine_defaults_to_it():
     assert {k: getattr(Settings.make(quick=True).engine, k) for k in QUICK_BUDGET} == QUICK_BUDGET
     assert not Settings.make(engine={"lr": 1e-3}).ranked
     assert Settings.make(engine={"workers": 1}).ranked  # speed only
+
+
+def test_cli_engine_overrides_are_typed_recorded_and_never_replace_a_protocol_run(
+        model_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = CliRunner().invoke(main, ["evaluate", str(model_file), "--engine", "nope=1"])
+    assert bad.exit_code == 2 and "nope=1" in bad.output and "KEY=VALUE" in bad.output
+    bad = CliRunner().invoke(main, ["evaluate", str(model_file), "--engine", "max_steps=x"])
+    assert bad.exit_code == 2 and "max_steps must be int" in bad.output
+    args = ["evaluate", str(model_file), "--workers", "1", "--json"]
+    for setting in ("max_steps=6", "eval_every=3", "lr=0.02", "fits_per_forward=16",
+                    "eval_chunk=1000"):
+        args += ["--engine", setting]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    engine = doc["settings"]["engine"]
+    assert (engine["max_steps"], engine["eval_every"], engine["lr"]) == (6, 3, 0.02)
+    assert not doc["ranked"]
+    written = tmp_path / "submissions" / f"{model_file.stem}_engine" / "result.json"
+    assert json.loads(written.read_text()) == doc

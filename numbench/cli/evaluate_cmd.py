@@ -56,7 +56,7 @@ def parse_engine(items: tuple[str, ...]) -> dict:
         try:
             out[key] = kind(value)
         except ValueError:
-            raise click.BadParameter(f"'{item}': {key} takes a {kind.__name__}",
+            raise click.BadParameter(f"'{item}': {key} must be {kind.__name__}",
                                      param_hint="--engine") from None
     return out
 
