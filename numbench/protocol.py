@@ -32,8 +32,9 @@ BUDGET = {"lr": 1e-2, "batch_size": 128, "max_steps": 2500, "eval_every": 50,
 # protocol 1's budget (the paper code's), for the record and the side-by-side benchmarks
 PROTOCOL1_BUDGET = BUDGET | {"lr": 1e-3, "max_steps": 20_000, "eval_every": 100,
                              "patience": 10, "fail_after": 1500, "lr_decays": 0}
-# --quick: a smoke run, never ranked, at most 30 % of the budget's alignment-steps, that
-# still gives the known-answer models' qualitative answers (tests/test_known_answer.py).
+# --quick: a smoke run, never ranked, about a quarter of the budget's alignment-steps
+# (24-33 % on the panel's recurrent models), that still gives the known-answer models'
+# qualitative answers (tests/test_known_answer.py).
 # Not in the digest: a quick result records its settings, and no ranked number depends on it
 QUICK_BUDGET = BUDGET | {"max_steps": 250, "patience": 2, "fail_after": 150}
 
