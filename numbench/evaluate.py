@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .accuracy import sequence_correct, split_accuracies
-from .das import SPEED_ONLY, Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
+from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
 from .das_workers import prestart
 from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate

@@ -44,8 +44,8 @@ def summarize(cells: list[dict], programs: dict[str, tuple[str, ...]],
                 rand = _find(cells, alignment=align, k=best["k"], control="random_init", **at)
                 full = _find(cells, alignment="full", control=None, **at)
                 rnd = _find(cells, alignment="random", control=None, **at)
-                none = ((no_interchange or {}).get(program, {}).get(var) or {}).get("test")
-                floor = [x["test_iia"] for x in (perm,) if x] + ([none] if none is not None else [])
+                none = (no_interchange or {}).get(program, {}).get(var, {}).get("test")
+                floor = [v for v in (perm["test_iia"] if perm else None, none) if v is not None]
                 entry = {
                     "site": best["site"], "k": best["k"], "valid_iia": best["valid_iia"],
                     "test_iia": best["test_iia"],

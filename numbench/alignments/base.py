@@ -66,10 +66,8 @@ def cayley_times(v_skew: Tensor, v_base: Tensor, x: Tensor | None = None) -> Ten
     turn fast under Adam (docs/alignments.md). Costs one d×d LU solve with x's columns."""
     upper = v_skew.triu(1)
     skew = upper - upper.mT
-    d = skew.shape[-1]
-    if x is None:
-        x = torch.eye(d, dtype=skew.dtype, device=skew.device).expand_as(skew)
-    eye = torch.eye(d, dtype=skew.dtype, device=skew.device)
+    eye = torch.eye(skew.shape[-1], dtype=skew.dtype, device=skew.device)
+    x = eye.expand_as(skew) if x is None else x
     return v_base @ torch.linalg.solve(eye - skew, x + skew @ x)
 
 
