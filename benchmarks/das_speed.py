@@ -93,12 +93,14 @@ def main() -> None:
             _, (tr, va, te) = pairs.triplet(program, var)
             for kind in ("orthogonal", "linear"):
                 specs.append(FitSpec(f"{program}/{var}/{kind}", kind, 16, tr, va, te, seed=len(specs)))
-    cfg = lambda n, **speed: EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2,
-                                          patience=10**9, fail_after=10**9, **speed)
+    def engine(n: int, reference: bool = False, **speed) -> Engine:
+        config = EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2, patience=10**9,
+                              fail_after=10**9, **speed)
+        return Engine(model, "hidden", config=config, reference=reference)
     here = default_train_precision()
     other = "fp32" if here == "bf16" else "bf16"
     variants = {f"engine (defaults here: fused kernels, {here} training products, 2 workers)": {},
-                "engine, autograd through the stepper": {"train_kernels": "autograd"}}
+                "reference engine, autograd through the stepper": {"reference": True}}
     if other == "fp32" or args.emulated_bf16:
         variants[f"engine, {other} training products"] = {"train_precision": other}
     else:
@@ -121,11 +123,11 @@ def main() -> None:
         times = []
         for n in (10, 10 + args.steps):
             t = time.perf_counter()
-            res = Engine(model, "hidden", config=cfg(n, **speed)).run(specs)
+            res = engine(n, **speed).run(specs)
             times.append(time.perf_counter() - t)
         ms = (times[1] - times[0]) / args.steps / len(specs) * 1000
         # equal IIA: the same fit trained the same number of steps as the plain loop
-        same = Engine(model, "hidden", config=cfg(args.plain_steps, **speed)).run([spec])[0]
+        same = engine(args.plain_steps, **speed).run([spec])[0]
         print(f"{name}: {ms:.2f} ms per alignment-step ({128 / ms * 1000:,.0f} pairs/s), "
               f"{plain_ms / ms:.1f}x the plain loop's throughput; test IIA after "
               f"{args.plain_steps} steps {same.test_iia:.3f} (plain {ref_iia:.3f})")

@@ -1,4 +1,4 @@
-"""A transformer's DAS training step: whole forward, padded tails, packed tails, cached heads.
+"""A transformer's DAS training step: the whole forward against the engine's packed tails.
 
     python benchmarks/transformer_speed.py [--model baselines/transformer_multi_object_s0.pt]
                                            [--steps 10] [--repeats 2] [--iia-steps 300]
@@ -6,14 +6,14 @@
 For each site, the cost of one training step of one alignment (batch 128; the five
 variables' orthogonal fits share each step, as a lockstep part of `numbench evaluate` does;
 one process, one torch thread), timed over the same ``--steps`` batches, ``--repeats``
-times in turn: `causal_training` "full" (the model's whole forward, the path before
-session 9), "tail" (rows from the interchange on, padded by groups; sessions 9–12),
-"packed" (the same without the padding, the heads recomputed each step; sessions 13–14)
-and "cached" (the heads from a cache per pair set; the default since session 15), in
-float32 and, where this CPU has bf16 dot products, in bf16 too; and in prefix mode at `embed`, where there is no tail, the whole
-forward in float32 against the default. Then one fit (Up-Down phase, orthogonal, k 16, at
-`embed`) trained `--iia-steps` steps from the same initialisation on the same batches with
-"full" and with the default: their test IIA should agree within 0.02 (PROTOCOL §5).
+times in turn: the reference engine (the model's whole forward in float32, the tests'
+oracle) against the engine's own step (rows from the interchange on, packed without
+padding, the positions before it from a head cache built once per pair set), in float32
+and, where this CPU has bf16 dot products, in bf16 too; and in prefix mode at `embed`,
+where there is no tail, the whole forward in float32 against the default. Then one fit
+(Up-Down phase, orthogonal, k 16, at `embed`) trained `--iia-steps` steps from the same
+initialisation on the same batches by both: their test IIA should agree within 0.02
+(PROTOCOL §5).
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ from numbench.programs import get_program
 from numbench.tasks import load_task
 
 
+WHOLE = "whole forward, fp32"
+
+
 def variants() -> dict[str, dict]:
+    """Engine keyword arguments by name: the reference and the engine's step per precision."""
     precisions = ["fp32"] + (["bf16"] if default_train_precision() == "bf16" else [])
-    return {f"{how}, {p}": {"causal_training": how, "train_precision": p}
-            for p in precisions for how in ("full", "tail", "packed", "cached")
-            if not (how == "full" and p == "bf16")}
+    return {WHOLE: {"reference": True}} | {f"packed tails, {p}": {"train_precision": p}
+                                           for p in precisions}
 
 
 def ms_per_step(engines: dict, batches: list[torch.Tensor], repeats: int) -> dict[str, float]:
@@ -53,9 +56,10 @@ def ms_per_step(engines: dict, batches: list[torch.Tensor], repeats: int) -> dic
     return best
 
 
-def config(steps: int, **speed) -> EngineConfig:
-    return EngineConfig(max_steps=steps, eval_every=10**9, stop_iia=2, patience=10**9,
-                        fail_after=10**9, workers=1, **speed)
+def engine(model, site: str, mode: str, steps: int, reference: bool = False, **speed) -> Engine:
+    config = EngineConfig(max_steps=steps, eval_every=10**9, stop_iia=2, patience=10**9,
+                          fail_after=10**9, workers=1, **speed)
+    return Engine(model, site, mode, config=config, reference=reference)
 
 
 def main() -> None:
@@ -81,21 +85,20 @@ def main() -> None:
     print(f"model {args.model}: {len(specs)} fits a step, batch 128, 1 thread, best of "
           f"{args.repeats}; ms per alignment-step, and speed-up over the whole forward")
     rows = [(site, "single", specs, variants()) for site in model.sites]
-    rows.append(("embed", "prefix", prefix, {"full, fp32": variants()["full, fp32"],
-                                             "default": {}}))
+    rows.append(("embed", "prefix", prefix, {WHOLE: variants()[WHOLE], "default": {}}))
     for site, mode, fits, speeds in rows:
         engines = {}
         for name, speed in speeds.items():
-            engine = Engine(model, site, mode, config=config(1, **speed))
-            engines[name] = (engine, engine.make_fits(fits))
-            engine.train_step(engines[name][1], batches[0])  # warm up
+            e = engine(model, site, mode, 1, **speed)
+            engines[name] = (e, e.make_fits(fits))
+            e.train_step(engines[name][1], batches[0])  # warm up
         ms = ms_per_step(engines, batches, args.repeats)
-        base = ms["full, fp32"]
+        base = ms[WHOLE]
         print(f"  {site}, {mode}: " + "; ".join(f"{k} {v:.1f} ms ({base / v:.1f}x)" for k, v in ms.items()),
               flush=True)
     phase = next(s for s in specs if s.key == "up_down/phase")
-    iia = {name: Engine(model, "embed", config=config(args.iia_steps, **speed)).run([phase])[0].test_iia
-           for name, speed in (("full, fp32", variants()["full, fp32"]), ("default", {}))}
+    iia = {name: engine(model, "embed", "single", args.iia_steps, **speed).run([phase])[0].test_iia
+           for name, speed in ((WHOLE, variants()[WHOLE]), ("default", {}))}
     print(f"test IIA of {phase.key} at embed after {args.iia_steps} steps: "
           + ", ".join(f"{k} {v:.3f}" for k, v in iia.items()))
 

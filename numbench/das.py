@@ -36,13 +36,13 @@ from .machine import fp32_rows_exact
 from .memory import release_free_memory
 from .models.contract import NumbenchModel, Resumable, TailRunnable
 from .das_prepare import Preparer, Split
-from .das_rows import _length_groups, fields, run_cut, run_packed, run_resumed, run_tail, take
+from .das_rows import _length_groups, fields, run_cut, run_packed, run_resumed, take
 from .das_stream import adam_step, train_together
-from .das_types import (CAUSAL_TRAINING, SCHEDULES, SPEED_ONLY, TRAIN_KERNELS, TRAIN_PRECISIONS,
-                        EngineConfig, FitResult, FitSpec, PairTensors)
+from .das_types import (SCHEDULES, SPEED_ONLY, TRAIN_PRECISIONS, EngineConfig, FitResult, FitSpec,
+                        PairTensors)
 
 __all__ = ["Engine", "train_together", "EngineConfig", "FitResult", "FitSpec", "PairTensors",
-           "CAUSAL_TRAINING", "SCHEDULES", "SPEED_ONLY", "TRAIN_KERNELS", "TRAIN_PRECISIONS"]
+           "SCHEDULES", "SPEED_ONLY", "TRAIN_PRECISIONS"]
 
 
 class _Fit:
@@ -68,7 +68,10 @@ class Engine:
     """Trains and scores groups of fits that share (model, site, mode)."""
 
     def __init__(self, model: NumbenchModel, site: str, mode: str = "single",
-                 config: EngineConfig | None = None):
+                 config: EngineConfig | None = None, *, reference: bool = False):
+        """``reference``: the tests' oracle, which trains every step through autograd and
+        runs a causal model's whole forward in float32 (no fused kernels, no tails); the
+        same alignments up to float rounding, slower."""
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -77,21 +80,21 @@ class Engine:
         self.d = model.sites[site]
         self.fast = (mode == "single" and isinstance(model, Resumable)
                      and site in model.state_sites)
-        # a causal model's training step (TailRunnable): from the interchange on where the
-        # mode is single; in prefix mode the whole forward; products in bf16 if allowed
-        causal = (not self.fast and isinstance(model, TailRunnable)
-                  and self.config.causal_training in ("cached", "packed", "tail"))
+        # a causal model's training step (TailRunnable): in single mode from the
+        # interchange on, rows packed, the places before it from the model's head_cache
+        # where it gives one; in prefix mode the whole forward; products in bf16 if allowed
+        causal = not self.fast and isinstance(model, TailRunnable) and not reference
         self.tail = causal and mode == "single"
-        self.packed = self.tail and self.config.causal_training in ("cached", "packed")
-        self.cached = self.tail and self.config.causal_training == "cached"
         # a training step's products may run in bf16 (the model keeps its state float32)
         self.bf16 = self.config.train_precision == "bf16" and model.bf16_training
         self.low_causal = causal and self.bf16
+        # a restarted recurrence's training step through the model's hand-written forward
+        # and backward where it has them (models/fused.py), else autograd through its stepper
+        self.fused = self.fast and not reference and model.fused_training
         # float32 training through the fused kernels: every packed run (training and
         # scoring) rounds its row counts up, so a fit computes as it would alone
-        self.padded = (self.fast and self.config.train_precision == "fp32"
-                       and self.config.train_kernels == "fused" and model.fused_training)
-        self._prepared = Preparer(model, site, mode, self.fast, heads=self.cached)
+        self.padded = self.fast and self.config.train_precision == "fp32" and self.fused
+        self._prepared = Preparer(model, site, mode, self.fast, heads=self.tail)
 
     def prepare(self, pairs: PairTensors) -> Split:
         return self._prepared.prepare(pairs)
@@ -137,15 +140,8 @@ class Engine:
         tail = self.tail and torch.is_grad_enabled()  # training only: scoring runs whole rows
         if self.fast:
             logits, targets, row = run_resumed(self, fits, data, idx)
-        elif tail and self.packed:  # every row from the interchange on, packed
+        elif tail:  # every row from the interchange on, packed
             logits, targets, row = run_packed(self, fits, data, idx)
-        elif tail:  # rows of similar length from the interchange on together, no further
-            # than an edit at the site reaches (past it, nothing carries gradient)
-            reach = self.model.tail_reach(self.site)
-            groups = (_length_groups(data, idx, tail=True) if reach is None
-                      else [(torch.arange(idx.shape[1]), reach)])
-            parts = [run_tail(self, fits, data, idx, group, length) for group, length in groups]
-            logits, targets, row = (torch.cat(x) for x in zip(*parts))
         else:  # rows of similar length together, each group cut after its last scored place
             parts = [run_cut(self, fits, data, idx, group, width)
                      for group, width in _length_groups(data, idx)]

@@ -35,7 +35,7 @@ class Split:
     prefix_ce: torch.Tensor | None = None  # (N,) summed cross-entropy there
     prefix_n: torch.Tensor | None = None  # (N,) how many
     prefix_ok: torch.Tensor | None = None  # (N,) all right there
-    # causal_training "cached": the model's head_cache of the rows before i, built when
+    # a causal model's head_cache of the rows before i (a training step's tail reads it), built when
     # first asked for (training splits only) and shared by pair sets with the same bases
     heads: Callable[[], object] | None = None
 

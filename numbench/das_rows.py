@@ -1,6 +1,6 @@
 """How the engine runs a step's rows through the model: the restartable path
 (``run_resumed``), the generic one (``run_cut``) and a ``TailRunnable`` model's training
-paths (``run_tail``, ``run_packed``); with their helpers: which tokens a pair needs, rows of
+path (``run_packed``); with their helpers: which tokens a pair needs, rows of
 similar length grouped, rows cut or padded to one width, and an edit kept in float32.
 
 Each path returns the logits of the scored places, their targets, and each one's row in
@@ -45,16 +45,13 @@ def _needs(data: list[Split], idx: torch.Tensor) -> torch.Tensor:
                                       take(dat.pos, i) + 1) for dat, i in zip(data, idx)])
 
 
-def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4, tail: bool = False):
+def _length_groups(data: list[Split], idx: torch.Tensor, groups: int = 4):
     """Batch places of ``idx`` (A, n) — fit a's pair ``idx[a, r]`` at place r — in up to
     ``groups`` groups of similar length, as (places, width): a place's length is the
-    longest of its fits' pairs' (``_needs``; with ``tail``, counted from the interchange).
+    longest of its fits' pairs' (``_needs``).
     Forwards then skip the padding of short rows, which is most of the work on tasks whose
     sequences vary in length."""
-    need = _needs(data, idx)
-    if tail:
-        need = need - torch.stack(fields(data, idx)("pos"))
-    need = need.amax(0)
+    need = _needs(data, idx).amax(0)
     order = torch.argsort(need, stable=True)
     return [(g, int(need[g].max())) for g in order.tensor_split(min(groups, idx.shape[1]))
             if len(g)]
@@ -93,7 +90,7 @@ def run_resumed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor
     # stays float32: see docs/contract.md); scoring never does
     training = torch.is_grad_enabled()
     low = training and engine.bf16
-    fused = training and engine.config.train_kernels == "fused" and engine.model.fused_training
+    fused = training and engine.fused
     extra = ({"fused": True} if fused else {}) | ({"padded": True} if engine.padded else {})
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
         logits = engine.model.resume(engine.site, take(new, perm), take(suffix, perm), select,
@@ -121,30 +118,6 @@ def run_cut(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
     return logits.float(), targets, _step_rows(local, group, n)
 
 
-def run_tail(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor,
-             group: torch.Tensor, length: int):
-    """Training path of a ``TailRunnable`` model for places ``group`` of ``idx`` (A, n):
-    logits from each row's interchange position on, ``length`` places; the edit is
-    applied to the cached base activations, outside any autocast. Returns logits,
-    targets and rows in the A·n layout of ``idx``, as ``run_cut``."""
-    (A, n), g = idx.shape, len(group)
-    subs = idx[:, group]
-    rows = fields(data, subs)
-    pos = torch.cat(rows("pos"))
-    new = engine.edit(fits, rows("h_src"), g)(torch.cat(rows("h_base")), torch.arange(A * g), pos)
-    width = int(_needs(data, subs).max())
-    cut = lambda name, v: _cut(rows(name), width, v)
-    places = pos[:, None] + torch.arange(length)[None, :]
-    inside = places < width
-    places = places.clamp(max=width - 1)
-    select = cut("scored", False).gather(1, places) & inside
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=engine.low_causal):
-        logits = engine.model.run_tail(cut("ids", 0), engine.site, pos, new, length)
-    targets = cut("targets", 0).gather(1, places)[select]
-    local = select.nonzero(as_tuple=True)[0]
-    return logits[select].float(), targets, _step_rows(local, group, n)
-
-
 def run_packed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor):
     """Training path of a ``TailRunnable`` model, its rows packed: each row's logits
     from its interchange position on, as far as it needs (to its last scored place, no
@@ -164,10 +137,8 @@ def run_packed(engine: Engine, fits: list, data: list[Split], idx: torch.Tensor)
     packing = Packing.of(lengths)
     places = pos[packing.rows] + packing.cols
     select = cut("scored", False)[packing.rows, places]
-    cached = None
-    if engine.cached:
-        cached = [(d.heads(), i) for d, i in zip(data, idx)]
-        cached = cached if all(c is not None for c, _ in cached) else None
+    cached = [(d.heads() if d.heads else None, i) for d, i in zip(data, idx)]
+    cached = cached if all(c is not None for c, _ in cached) else None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=engine.low_causal):
         logits = engine.model.run_tail_packed(cut("ids", 0), engine.site, pos, new, lengths,
                                               select, cached=cached)

@@ -53,10 +53,6 @@ class EngineConfig:
     train_precision: str = field(default_factory=default_train_precision)
     # processes that train a run's fits side by side, one core each (das_workers.py)
     workers: int = 2
-    # a training step's restarted recurrence: "fused" runs the model's hand-written
-    # forward and backward where it has one (models/fused.py), "autograd" autograd
-    # through its stepper; both train the same alignment, the fused one ~1.5-2x faster
-    train_kernels: str = "fused"
     # "continuous": a process keeps fits_per_forward fits in flight and starts a waiting
     # fit as soon as one stops, each on its own step count (das_stream.py); "lockstep":
     # a part's fits start together and step together until the last stops. Continuous
@@ -64,15 +60,6 @@ class EngineConfig:
     # training products, or float32 ones through fused kernels with padded row counts
     # where this CPU's products are row-exact (Engine.continuous); otherwise lockstep.
     schedule: str = "continuous"
-    # a training step of a causal model that is not restartable (the transformer):
-    # "packed" runs its run_tail_packed (models/contract.py), with gradient only from each
-    # row's interchange position on and rows packed without padding (sessions 13-14);
-    # "cached" the same, with the keys and values before each row's interchange from the
-    # model's head_cache, built once per pair set (models/head_cache.py); "tail" its
-    # run_tail, rows of similar length padded together (before session 13); these with
-    # products in bf16 under train_precision "bf16" where the model declares
-    # bf16_training; "full" runs the model's whole forward in float32
-    causal_training: str = "cached"
 
     def __post_init__(self):
         if self.workers < 1:
@@ -80,22 +67,16 @@ class EngineConfig:
         if self.train_precision not in TRAIN_PRECISIONS:
             raise ValueError(f"train_precision must be one of {', '.join(TRAIN_PRECISIONS)}, "
                              f"not '{self.train_precision}'")
-        for name, allowed in (("train_kernels", TRAIN_KERNELS), ("schedule", SCHEDULES),
-                              ("causal_training", CAUSAL_TRAINING)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"not '{getattr(self, name)}'")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                             f"not '{self.schedule}'")
 
 
 TRAIN_PRECISIONS = ("bf16", "fp32")
-TRAIN_KERNELS = ("fused", "autograd")
 SCHEDULES = ("continuous", "lockstep")
-CAUSAL_TRAINING = ("cached", "packed", "tail", "full")
-# engine settings that change only speed (and, for train_precision, train_kernels and
-# causal_training, a training step's rounding — shown to leave IIA unchanged within the
-# protocol's ±0.02); never the budget
-SPEED_ONLY = ("eval_chunk", "fits_per_forward", "train_precision", "workers", "train_kernels",
-              "schedule", "causal_training")
+# engine settings that change only speed (and, for train_precision, a training step's
+# rounding — shown to leave IIA unchanged within the protocol's ±0.02); never the budget
+SPEED_ONLY = ("eval_chunk", "fits_per_forward", "train_precision", "workers", "schedule")
 
 
 @dataclass

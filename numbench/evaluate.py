@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +47,11 @@ from .version import __version__
 Progress = Callable[[str, dict], None]  # (stage, details)
 
 
+# engine settings that numbench 0.2.0 recorded and that now have one value, the way the
+# engine always trains: a result that holds that value replays as recorded
+RETIRED = {"train_kernels": "fused", "causal_training": "cached"}
+
+
 @dataclass
 class Settings:
     seed: int = 0
@@ -71,12 +76,21 @@ class Settings:
 
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
-        """The settings a result recorded (its ``settings`` key)."""
-        # written before these existed: replay the behaviour of their time
-        legacy = {"train_precision": "fp32", "workers": 1, "train_kernels": "autograd",
-                  "schedule": "lockstep", "causal_training": "full"}
-        return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"],
-                   engine=EngineConfig(**(legacy | d["engine"])))
+        """The settings a result recorded (its ``settings`` key); every engine setting must
+        be there, as every result of this protocol records them."""
+        engine = dict(d["engine"])
+        for key, only in RETIRED.items():
+            if engine.pop(key, only) != only:
+                raise NumbenchError(f"settings.engine.{key} is retired; only '{only}' can be replayed")
+        names = {f.name for f in fields(EngineConfig)}
+        for what, keys in (("unknown", set(engine) - names), ("missing", names - set(engine))):
+            if keys:
+                raise NumbenchError(f"settings.engine: {what} setting(s) {', '.join(sorted(keys))}")
+        try:
+            config = EngineConfig(**engine)
+        except (TypeError, ValueError) as e:
+            raise NumbenchError(f"settings.engine: {e}") from None
+        return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"], engine=config)
 
     @property
     def ranked(self) -> bool:

@@ -47,7 +47,7 @@ class Submission:
 
         try:
             return bool(self.doc["ranked"]) and Settings.from_json(self.doc["settings"]).ranked
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, NumbenchError):
             return False
 
 

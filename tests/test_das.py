@@ -109,8 +109,8 @@ def test_fast_engine_matches_plain_loop(small_gru, multi, plain_test_iia, kind, 
     specs = [FitSpec("count", kind, 4, tr, va, te, seed=11),
              FitSpec("phase", kind, 4, *other, seed=12),
              FitSpec("count2", "orthogonal", 2, tr, va, te, seed=13)]
-    config = dataclasses.replace(no_stop(150), train_precision=precision, train_kernels=kernels)
-    res = Engine(small_gru, "hidden", config=config).run(specs, seed=0)
+    config = dataclasses.replace(no_stop(150), train_precision=precision)
+    res = Engine(small_gru, "hidden", config=config, reference=kernels == "autograd").run(specs, seed=0)
     init_iia = plain_iia(small_gru, "hidden", make_alignment(kind, 32, 4, seed=11), te)
     assert abs(res[0].test_iia - plain_test_iia(kind)) <= 0.02
     assert res[0].test_iia > init_iia + 0.05  # training did something (non-vacuous)
@@ -166,11 +166,11 @@ def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
     assert len(groups) == 4 and min(w for _, w in groups) < te.cf_ids.shape[1]  # real cuts
     specs = lambda: [FitSpec("a", "linear", 4, tr, va, te, seed=1),
                      FitSpec("b", "random", 4, tr, va, te, seed=2)]
-    config = dataclasses.replace(no_stop(10), causal_training="full")  # the cut path trains too
-    grouped = Engine(model, "embed", config=config).run(specs())
+    config = no_stop(10)  # the reference engine: the cut path trains too
+    grouped = Engine(model, "embed", config=config, reference=True).run(specs())
     whole = lambda data, idx: [(torch.arange(idx.shape[1]), data[0].ids.shape[1])]
     monkeypatch.setattr(das, "_length_groups", whole)
-    plain = Engine(model, "embed", config=config).run(specs())
+    plain = Engine(model, "embed", config=config, reference=True).run(specs())
     for g, p in zip(grouped, plain):
         assert g.valid_loss == pytest.approx(p.valid_loss, rel=1e-4)
         assert (g.test_correct == p.test_correct).all()
@@ -179,12 +179,12 @@ def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
 
 
 @pytest.mark.parametrize("site", ["embed", "block0", "block1"])
-def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
-    """A transformer's training step from the interchange on (causal_training "tail",
-    "packed" without padding, and "cached" with the heads from a cache per pair set)
-    against its whole forward ("full"): the same gradient of every fit's alignment in
-    float32, close in bf16; fits of two pair sets (two caches) and two kinds share the
-    step."""
+def test_tail_training_step_has_the_whole_forwards_gradient(multi, site, monkeypatch):
+    """A transformer's training step from the interchange on, rows packed without padding
+    (with the heads from a cache per pair set, and without one: recomputed every step)
+    against its whole forward (the reference engine): the same gradient of every fit's
+    alignment in float32, close in bf16; fits of two pair sets (two caches) and two kinds
+    share the step."""
     from models_helpers import tiny
 
     model = tiny("transformer", multi)
@@ -193,26 +193,27 @@ def test_tail_training_step_has_the_whole_forwards_gradient(multi, site):
     specs = [FitSpec("a", "linear", 4, *one, seed=1), FitSpec("b", "orthogonal", 4, *other, seed=2),
              FitSpec("c", "orthogonal", 4, *one, seed=3)]
     grads = {}
-    ways = [("full", "fp32"), ("tail", "fp32"), ("tail", "bf16"), ("packed", "fp32"), ("packed", "bf16"),
-            ("cached", "fp32"), ("cached", "bf16")]
+    ways = [("full", "fp32"), ("packed", "fp32"), ("packed", "bf16"), ("cached", "fp32"), ("cached", "bf16")]
+    cache = model.head_cache
     for how, precision in ways:
-        engine = Engine(model, site, config=EngineConfig(causal_training=how, train_precision=precision))
-        assert engine.tail == (how != "full") and engine.packed == (how in ("packed", "cached"))
-        assert engine.cached == (how == "cached")
+        monkeypatch.setattr(model, "head_cache", cache if how == "cached" else lambda *a: None)
+        engine = Engine(model, site, config=EngineConfig(train_precision=precision),
+                        reference=how == "full")
+        assert engine.tail == (how != "full")
         fits = engine.make_fits(specs)
         engine.train_step(fits, torch.arange(0, 256, 2))
         modules = {id(f.module): f.module for f in fits}.values()
         grads[how, precision] = torch.cat([p.grad.flatten() for m in modules for p in m.parameters()])
     want = grads["full", "fp32"]
     assert want.abs().max() > 0
-    for how in ("tail", "packed", "cached"):
+    for how in ("packed", "cached"):
         assert (grads[how, "fp32"] - want).abs().max() <= 1e-4 * want.abs().max()
         assert 0 < (grads[how, "bf16"] - want).norm() <= 0.1 * want.norm()
 
 
 def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, monkeypatch):
-    """Prefix mode has no tail: with causal_training "tail" or "packed" a transformer's training step
-    runs its whole forward under bf16 autocast, the alignment's edit outside it."""
+    """Prefix mode has no tail: a transformer's training step runs its whole forward under
+    bf16 autocast, the alignment's edit outside it (the reference engine: float32)."""
     from numbench.alignments.linear import LinearAlignment
     from models_helpers import tiny
 
@@ -224,9 +225,9 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
     monkeypatch.setattr(LinearAlignment, "interchange", lambda self, *a: seen.append(
         (torch.is_autocast_enabled("cpu"), a[0].dtype)) or interchange(self, *a))
     grads = {}
-    for how, precision in (("full", "bf16"), ("tail", "fp32"), ("tail", "bf16"), ("packed", "bf16")):
-        engine = Engine(model, "block0", "prefix",
-                        config=EngineConfig(causal_training=how, train_precision=precision))
+    for how, precision in (("full", "bf16"), ("tail", "fp32"), ("tail", "bf16")):
+        engine = Engine(model, "block0", "prefix", config=EngineConfig(train_precision=precision),
+                        reference=how == "full")
         assert not engine.tail and engine.low_causal == (how != "full" and precision == "bf16")
         fits = engine.make_fits([FitSpec("a", "linear", 4, *pre, seed=1)])
         engine.train_step(fits, torch.arange(64))
@@ -234,7 +235,6 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
     want = grads["tail", "fp32"]
     assert want.abs().max() > 0 and torch.equal(grads["full", "bf16"], want)  # float32 both
     assert 0 < (grads["tail", "bf16"] - want).norm() <= 0.1 * want.norm()
-    assert torch.equal(grads["packed", "bf16"], grads["tail", "bf16"])  # no tail to pack
     assert seen and all(not on and dtype == torch.float32 for on, dtype in seen)
 
 
@@ -368,7 +368,7 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
     # float32 training products through autograd (whose row counts are not rounded up):
     # lockstep; through the fused kernels: continuous where float32 products are row-exact
     fp32 = lambda kernels: Engine(small_gru, "hidden", config=dataclasses.replace(
-        config("continuous"), train_precision="fp32", train_kernels=kernels)).continuous
+        config("continuous"), train_precision="fp32"), reference=kernels == "autograd").continuous
     assert not fp32("autograd") and fp32("fused") == fp32_rows_exact()
 
 

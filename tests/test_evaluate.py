@@ -166,46 +166,38 @@ def test_validate_result_rejects_tampering(result):
         validate_result(bad, "r.json")
 
 
-def test_speed_only_settings_keep_a_result_ranked_and_old_results_replay_as_written():
+def test_speed_only_settings_keep_a_result_ranked_and_recorded_settings_replay_exactly():
     assert Settings.make(engine={"workers": 3, "train_precision": "fp32", "eval_chunk": 50,
-                                 "train_kernels": "autograd", "schedule": "lockstep",
-                                 "causal_training": "full"}).ranked
+                                 "schedule": "lockstep"}).ranked
     assert not Settings.make(engine={"max_steps": 10}).ranked
     with pytest.raises(NumbenchError, match="train_precision"):
         Settings.make(engine={"train_precision": "fp16"})
-    with pytest.raises(NumbenchError, match="train_kernels"):
-        Settings.make(engine={"train_kernels": "jit"})
     with pytest.raises(NumbenchError, match="workers"):
         Settings.make(engine={"workers": 0})
     with pytest.raises(NumbenchError, match="schedule"):
         Settings.make(engine={"schedule": "eager"})
-    with pytest.raises(NumbenchError, match="causal_training"):
-        Settings.make(engine={"causal_training": "head"})
-    # a result written before these settings existed ran in float32 on one worker, with
-    # autograd through the stepper, in lockstep
-    old = Settings.make().to_json()
-    for key in ("workers", "train_precision", "train_kernels", "schedule", "causal_training"):
-        del old["engine"][key]
-    replay = Settings.from_json(old)
-    assert (replay.engine.workers, replay.engine.train_precision) == (1, "fp32")
-    assert (replay.engine.train_kernels, replay.engine.schedule) == ("autograd", "lockstep")
-    assert replay.engine.causal_training == "full"
-    assert replay.ranked
-    # one written with bf16 and two workers, before train_kernels, replays its autograd steps
-    old = Settings.make().to_json()
-    del old["engine"]["train_kernels"], old["engine"]["schedule"]
-    assert Settings.from_json(old).engine.train_kernels == "autograd"
-    assert Settings.from_json(old).engine.schedule == "lockstep"
-    # a transformer's run recorded before causal_training replays its whole float32 forward
-    old = Settings.make().to_json()
-    del old["engine"]["causal_training"]
-    assert Settings.from_json(old).engine.causal_training == "full"
-    # and one recorded with the padded tails of sessions 9-12, or the heads recomputed
-    # every step of sessions 13-14, replays them
-    assert Settings.make().engine.causal_training == "cached"
-    for how in ("tail", "packed"):
-        old["engine"]["causal_training"] = how
-        assert Settings.from_json(old).engine.causal_training == how
+    for retired in ("train_kernels", "causal_training"):
+        with pytest.raises(NumbenchError, match=retired):
+            Settings.make(engine={retired: "x"})
+    # what a result records replays as it was
+    recorded = Settings.make(seed=3, quick=True, engine={"workers": 1}).to_json()
+    assert Settings.from_json(recorded).to_json() == recorded
+    # numbench 0.2.0 also recorded how the engine trained, which is now the only way
+    old = json.loads(json.dumps(recorded))
+    old["engine"] |= {"train_kernels": "fused", "causal_training": "cached"}
+    assert Settings.from_json(old).to_json() == recorded
+    for key, value in (("train_kernels", "autograd"), ("causal_training", "full")):
+        with pytest.raises(NumbenchError, match=f"{key} is retired"):
+            Settings.from_json(old | {"engine": old["engine"] | {key: value}})
+    # nothing else is guessed: a setting missing or unknown is refused by name
+    gone = json.loads(json.dumps(recorded))
+    del gone["engine"]["workers"]
+    with pytest.raises(NumbenchError, match="missing setting.*workers"):
+        Settings.from_json(gone)
+    with pytest.raises(NumbenchError, match="unknown setting.*speed"):
+        Settings.from_json(recorded | {"engine": recorded["engine"] | {"speed": 1}})
+    with pytest.raises(NumbenchError, match="settings.engine"):
+        Settings.from_json(recorded | {"engine": recorded["engine"] | {"workers": 0}})
 
 
 def test_the_protocol_owns_the_budget_and_the_engine_defaults_to_it():

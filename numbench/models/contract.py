@@ -89,7 +89,7 @@ class Resumable(ABC):
     #: restarted recurrence in bf16 (``EngineConfig.train_precision``). Scoring never is.
     bf16_training: ClassVar[bool] = False
     #: True when ``resume`` takes ``fused=True``: a training step may then run the model's
-    #: hand-written recurrence and backward (``EngineConfig.train_kernels``). Scoring never.
+    #: hand-written recurrence and backward (``models/fused.py``). Scoring never.
     #: It also takes ``padded=True`` (below).
     fused_training: ClassVar[bool] = False
 
@@ -148,8 +148,8 @@ class TailRunnable(ABC):
     def head_cache(self, ids: torch.Tensor, site: str, pos: torch.Tensor) -> object | None:
         """What ``run_tail_packed`` at ``site`` may reuse of rows ``ids`` (N, T) before their
         positions ``pos`` (N,), which no interchange at ``pos`` changes: built once per pair
-        set under ``causal_training`` "cached" and handed back as ``cached``. None (this
-        default): nothing; the positions before ``pos`` are then computed in every step."""
+        set by the engine and handed back as ``cached``. None (this default): nothing; the
+        positions before ``pos`` are then computed in every step."""
         return None
 
     def tail_reach(self, site: str) -> int | None:

@@ -8,8 +8,8 @@ many small kernels; most of a step is then per-op overhead, not arithmetic. Thes
 backward in closed form, a few fused tensor ops a time step.
 
 Two more changes make them faster, and are why they are used in *training steps only*
-(``EngineConfig.train_kernels = "fused"``; validation and scoring always run the model's
-own arithmetic):
+(the engine uses them wherever a model has them; validation and scoring always run the
+model's own arithmetic, and the tests' reference engine trains through autograd):
 
 * ``tanh(x)`` is computed as ``2·sigmoid(2x) − 1`` (torch's CPU tanh is ~5× slower than
   its sigmoid). The factor 2 is folded into the weights of the gate it feeds, an exact

@@ -1,10 +1,10 @@
 """A causal transformer's keys and values before each row's interchange, computed once.
 
 A training step of a single-position interchange at position i changes nothing before i:
-the keys and values there (the row's *head*) are the base's own. ``causal_training
-"packed"`` recomputes them every step, for the step's distinct heads; ``"cached"`` takes
-them from a :class:`HeadCache`, built once per pair set by the model's own forward (the
-one that scores) and shared by every fit whose pairs have those bases (docs/engine.md).
+the keys and values there (the row's *head*) are the base's own. The engine takes them
+from a :class:`HeadCache`, built once per pair set by the model's own forward (the one
+that scores) and shared by every fit whose pairs have those bases (docs/engine.md); a
+model without one recomputes them every step, for the step's distinct heads.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ which is why reference training adds voids: otherwise the count could be read of
 A training step of alignment search runs :meth:`TransformerModel.run_tail_packed`: with
 gradient only the positions from each row's interchange on (its *tail*), packed without
 padding; the positions before it (its *head*) without gradient, their keys and values
-from a :class:`~numbench.models.head_cache.HeadCache` built once per pair set (or run
-once per step for rows that share them: :meth:`TransformerModel.run_tail`, and
-``causal_training`` "packed").
+from a :class:`~numbench.models.head_cache.HeadCache` built once per pair set (without
+one, run once per step for rows that share them).
 """
 
 from __future__ import annotations
