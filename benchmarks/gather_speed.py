@@ -5,7 +5,7 @@
 Prints µs per gather for the shapes of a training step on the reference GRU (a time step's
 input gates, 5 fits × 128 pairs of cached activations and suffixes) and the ratio, measured
 side by side in one run on one thread. Both give the same values (checked here too); the
-engine and the fused kernels use index_select (session 10).
+engine and the fused kernels use index_select.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The protocol-2 budget study: candidate budgets against protocol 1's committed answers.
 
-    python benchmarks/protocol_budget.py [--models gru_multi_object_s0,...]
-        [--candidates p2,lr1e-2,...] [--out DIR] [--list]
+    python benchmarks/protocol_budget.py [--models gru_multi_object_s0,...|all]
+        [--candidates p2,lr1e-2,...] [--out DIR] [--committed] [--list]
 
 For every (candidate, model) it runs the full evaluate with the candidate's engine
 budget (``Settings.make(engine=...)``) and compares it, cell by cell, with protocol 1's
@@ -10,7 +10,9 @@ steps from the committed protocol-1 result files). Per candidate and model it pr
 total alignment-steps and their ratio to protocol 1's, wall time, the largest drop of a
 ranked cell's test IIA (single mode, ranked k, every site) and the largest rise of a
 control (permuted, random-init). Runs are resumable: a finished run's result file is
-reused, an interrupted one resumes from its ``.partial``.
+reused, an interrupted one resumes from its ``.partial``. With ``--committed``, "p2" is
+read from the committed protocol-2 results (``submissions/<model>/result.json``) instead
+of run: ``--models all --candidates p2 --committed`` compares the whole zoo.
 
 The chosen budget and the evidence table are in docs/protocol.md (protocol 2).
 """
@@ -73,6 +75,17 @@ def compare(result: dict, reference: dict) -> dict:
             "symbol": result["summary"]["symbol_score"], "symbol_p1": reference["symbol_score"]}
 
 
+def committed(model: str) -> dict:
+    """The committed protocol-2 result of ``model``."""
+    from numbench.protocol import PROTOCOL_VERSION
+
+    path = ROOT / "submissions" / model / "result.json"
+    doc = json.loads(path.read_text())
+    if doc["versions"]["protocol"] != PROTOCOL_VERSION or doc["settings"]["quick"]:
+        sys.exit(f"{path}: not a full protocol-{PROTOCOL_VERSION} result")
+    return doc
+
+
 def run(candidate: str, model: str, out: Path) -> dict:
     from numbench.evaluate import Settings, evaluate
     from numbench.results import write_json_atomic
@@ -98,6 +111,8 @@ def main() -> None:
     ap.add_argument("--candidates", default="p2," + ",".join(CANDIDATES),
                     help="'p2' is the protocol's own budget (whatever numbench/protocol.py says)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "protocol_budget"))
+    ap.add_argument("--committed", action="store_true",
+                    help="read 'p2' from the committed submissions/<model>/result.json")
     ap.add_argument("--list", action="store_true", help="print the candidates and exit")
     args = ap.parse_args()
     if args.list:
@@ -112,9 +127,11 @@ def main() -> None:
     head = (f"{'candidate':<20} {'model':<30} {'steps':>7} {'/p1':>5} {'wall s':>7} "
             f"{'max drop':>8} {'max rise':>8} {'symbol':>6} {'p1':>6}")
     rows = []
+    models = [m for m in reference if not m.startswith("_")] if args.models == "all" else args.models.split(",")
     for candidate in args.candidates.split(","):
-        for model in args.models.split(","):
-            cmp = compare(run(candidate, model, out), reference[model])
+        for model in models:
+            doc = committed(model) if args.committed and candidate == "p2" else run(candidate, model, out)
+            cmp = compare(doc, reference[model])
             rows.append((candidate, model, cmp))
             print(f"{candidate:<20} {model:<30} {cmp['steps']:>7} {cmp['ratio']:>5.2f} "
                   f"{cmp['wall']:>7.0f} {cmp['drop'][0]:>8.3f} {cmp['rise'][0]:>8.3f} "

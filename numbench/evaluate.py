@@ -246,6 +246,8 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     fingerprint = {"model_sha256": sha, "settings": settings.to_json(),
                    "protocol": PROTOCOL_DIGEST, "task": task.name}
     done = read_partial(partial_path, fingerprint) if partial_path else {}
+    if partial_path and partial_path.exists():  # say what a resumed run reuses, if anything
+        say("resume", {"reused": len(done)})
 
     def stages(runs: list[tuple], label: str) -> list[list[dict]]:
         """runs: (run key, model, site, mode, jobs); those not done yet train together."""

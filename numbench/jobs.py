@@ -86,10 +86,13 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(1)
     t = time.perf_counter()
     try:
-        from .models.registry import load_arch_module
+        from .models.registry import load_arch_module, plugin_paths
 
-        for module in job["spec"].get("arch_modules", []):
-            load_arch_module(module)
+        # the runner's --arch-module files (beside the spec), then the sweep file's; a file
+        # this process has loaded already (a Dask worker's earlier job) is not run again
+        for module in job.get("arch_modules", []) + job["spec"].get("arch_modules", []):
+            if str(Path(module).resolve()) not in plugin_paths():
+                load_arch_module(module)
         (_train if job["kind"] == "train" else _evaluate)(job["spec"], Path(job["output"]))
         return {"key": job["key"], "ok": True, "seconds": time.perf_counter() - t,
                 "output": job["output"]}

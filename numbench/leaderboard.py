@@ -3,7 +3,9 @@
 Ranking rule: symbol score, highest first; ties broken by holdout accuracy, then by model
 name (so the order never depends on the file system). Only ranked (non-``--quick``) results
 of the current protocol version are ranked; others are listed apart. The output has no
-timestamps: the same result files give a byte-identical ``leaderboard.md``.
+timestamps: the same result files give a byte-identical ``leaderboard.md``. Scores come from
+each result's cells (:attr:`Submission.summary`), and every text from a result file is
+escaped, so a name can neither inject HTML nor break a table.
 """
 
 from __future__ import annotations
@@ -37,14 +39,23 @@ COLUMNS_NOTE = (
 )
 
 
+_MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "&": "&amp;",
+                                   "<": "&lt;", ">": "&gt;"})
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def markdown_text(text: object) -> str:
+    """Text as one line of literal Markdown: no raw HTML, code span or table-column break."""
+    return " ".join(str(text).splitlines()).translate(_MARKDOWN_ESCAPES)
 
 
 def summary_row(sub: Submission) -> dict:
     """One leaderboard row of a result: the numbers §7 asks for, unformatted."""
     doc = sub.doc
-    s, acc = doc["summary"], doc["task_accuracy"]
+    s, acc = sub.summary, doc["task_accuracy"]
     best = s.get("best_program")
     entries = []
     per_var = {}
@@ -120,11 +131,12 @@ def render_markdown(subs: list[Submission], problems: list[tuple[str, str]]) -> 
              RULE, "", COLUMNS_NOTE, ""]
     for heading, note, frame in sections(subs):
         lines += [f"## {heading}", ""] + ([note, ""] if note else [])
-        lines += [frame.to_markdown(index=False, disable_numparse=True) if len(frame)
+        escaped = frame.apply(lambda column: column.map(markdown_text))  # pandas 2.0: no .map
+        lines += [escaped.to_markdown(index=False, disable_numparse=True) if len(frame)
                   else "*(none)*", ""]
     if problems:
         lines += ["## Skipped files", "", "Invalid or tampered result files, not listed above:", ""]
-        lines += [f"- {msg}" for _, msg in problems] + [""]
+        lines += [f"- {markdown_text(msg)}" for _, msg in problems] + [""]
     return "\n".join(lines)
 
 

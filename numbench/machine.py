@@ -39,7 +39,7 @@ def _cpuinfo() -> tuple[str, set[str]]:
 def bf16_products() -> bool:
     """Whether this CPU has bf16 dot products (AMX or AVX512-BF16), where torch's bf16
     matrix products run faster than float32 ones. Without them torch emulates bf16
-    products, ~30× slower than float32 (an AVX2 AMD EPYC, session 11)."""
+    products, ~30× slower than float32 (measured on an AVX2 AMD EPYC)."""
     return any(f in _cpuinfo()[1] for f in _BF16_FLAGS)
 
 

@@ -3,18 +3,22 @@
 Every key of a result is documented in docs/result-schema.md; :func:`validate_result`
 checks the structure that the leaderboard and verify rely on. A result is *sealed*: its
 ``digest`` is the sha256 of the rest of the document, so a number edited by hand
-afterwards is caught (re-sealing an edited file is caught by ``numbench verify``).
+afterwards is caught (re-sealing an edited file is caught by ``numbench verify``). Its
+``summary`` must be what its cells give (:func:`check_summary`), so a resealed summary is
+caught without a re-run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import NumbenchError
 from .hashing import sha256_json
+from .scores import result_summary
 
 RESULT_SCHEMA_VERSION = 1
 _UMASK = os.umask(0o022)
@@ -23,9 +27,13 @@ os.umask(_UMASK)
 _TOP = {"schema_version": int, "kind": str, "ranked": bool, "versions": dict, "settings": dict,
         "task": dict, "model": dict, "task_accuracy": dict, "gate": dict, "pairs": dict,
         "cells": list, "summary": dict, "wall_seconds": dict, "digest": str}
+_NESTED = {"versions": {"protocol": str}, "task": {"name": str},
+           "model": {"file": str, "sha256": str, "arch": str, "parameters": int}}
 _CELL = {"key": str, "program": str, "variable": str, "alignment": str, "k": int, "site": str,
-         "mode": str, "valid_iia": float, "test_iia": float, "steps": int, "stop_reason": str,
-         "pairs": dict}
+         "site_index": int, "mode": str, "control": (str, type(None)), "ranked_k": bool,
+         "valid_iia": float, "test_iia": float, "steps": int, "stop_reason": str, "pairs": dict}
+#: the summary is recomputed with the code that wrote it: only float noise may differ
+SUMMARY_TOLERANCE = 1e-9
 
 
 def result_digest(doc: dict) -> str:
@@ -40,19 +48,76 @@ def seal(doc: dict) -> dict:
     return out
 
 
-def load_result(path: str | Path) -> dict:
-    """Read, validate and check the seal of a result file; one-line NumbenchError if bad."""
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def read_json(path: str | Path) -> object:
+    """A JSON file's content; one-line NumbenchError when it cannot be read, is not JSON, or
+    repeats a key in one object (readers disagree on which value counts)."""
     try:
-        doc = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"),
+                          object_pairs_hook=_object_without_duplicate_keys)
     except OSError as e:
         raise NumbenchError(f"cannot read ({e.strerror})", path=path) from None
+    except _DuplicateKey as e:
+        raise NumbenchError(f"duplicate key '{e.args[0]}' in one object", path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise NumbenchError(f"not valid JSON ({e})", path=path) from None
-    validate_result(doc, path)
+
+
+def load_result(path: str | Path) -> dict:
+    """Read, validate and check the seal and the summary of a result file; one-line
+    NumbenchError if bad."""
+    doc = validate_result(read_json(path), path)
     if doc["digest"] != result_digest(doc):
         raise NumbenchError("digest mismatch: the file was changed after it was written",
                             path=path, field="digest")
+    check_summary(doc, path)
     return doc
+
+
+def check_summary(doc: dict, path: str | Path = "<result>") -> None:
+    """Raise unless ``summary`` is what the cells give (:func:`~numbench.scores.result_summary`,
+    the code ``evaluate`` uses), number for number. A key the stored summary lacks reads as
+    null: protocol-1 summaries have no ``no_interchange_iia``."""
+    difference = _first_difference(doc["summary"], result_summary(doc), "summary")
+    if difference:
+        raise NumbenchError(difference[1], path=path, field=difference[0])
+
+
+def _first_difference(stored: object, recomputed: object, field: str) -> tuple[str, str] | None:
+    """(field, why) of the first place where a stored JSON value is not the recomputed one."""
+    short = lambda x: json.dumps(x)[:40]
+    if isinstance(recomputed, dict):
+        if not isinstance(stored, dict):
+            return field, f"must be an object, not {short(stored)}"
+        for key, value in recomputed.items():
+            found = _first_difference(stored.get(key), value, f"{field}.{key}")
+            if found:
+                return found
+        extra = sorted(set(stored) - set(recomputed), key=str)
+        return (f"{field}.{extra[0]}", "is not in the summary the cells give") if extra else None
+    if _has_type(recomputed, float):
+        if not _has_type(stored, float):
+            return field, f"must be a number, not {short(stored)}"
+        if not math.isfinite(stored):
+            return field, f"must be a finite number, not {short(stored)}"
+        if abs(stored - recomputed) > SUMMARY_TOLERANCE:
+            return field, f"is {short(stored)}, but the cells give {short(recomputed)}"
+        return None
+    if stored != recomputed or type(stored) is not type(recomputed):
+        return field, f"is {short(stored)}, but the cells give {short(recomputed)}"
+    return None
 
 
 def write_json_atomic(path: str | Path, doc: dict) -> None:
@@ -88,30 +153,58 @@ def read_partial(path: Path, fingerprint: dict) -> dict:
     return doc.get("runs", {}) if doc.get("fingerprint") == fingerprint else {}
 
 
+def _has_type(value: object, typ: type | tuple[type, ...]) -> bool:
+    """isinstance, where float means any JSON number and only bool is a bool."""
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, tuple((int, float) if t is float else t for t in types))
+
+
+def _check_fields(obj: dict, spec: dict, path: str | Path, prefix: str = "") -> None:
+    for key, typ in spec.items():
+        if key not in obj:
+            raise NumbenchError("missing field", path=path, field=prefix + key)
+        if not _has_type(obj[key], typ):
+            names = " or ".join("null" if t is type(None) else t.__name__
+                                for t in (typ if isinstance(typ, tuple) else (typ,)))
+            raise NumbenchError(f"must be {names}", path=path, field=prefix + key)
+
+
+def _check_fraction(value: object, path: str | Path, field: str) -> None:
+    if not _has_type(value, float) or not 0.0 <= value <= 1.0:
+        raise NumbenchError("must be a number in [0, 1]", path=path, field=field)
+
+
+def _check_fractions(tree: object, path: str | Path, field: str, depth: int) -> None:
+    """tree: objects nested ``depth`` deep, numbers in [0, 1] at the leaves."""
+    if depth == 0:
+        return _check_fraction(tree, path, field)
+    if not isinstance(tree, dict):
+        raise NumbenchError("must be an object", path=path, field=field)
+    for key, sub in tree.items():
+        _check_fractions(sub, path, f"{field}.{key}", depth - 1)
+
+
 def validate_result(doc: object, path: str | Path = "<result>") -> dict:
     """Check a result document's structure; raise a one-line NumbenchError if wrong."""
     if not isinstance(doc, dict):
         raise NumbenchError("a result must be a JSON object", path=path)
-    for key, typ in _TOP.items():
-        if key not in doc:
-            raise NumbenchError("missing field", path=path, field=key)
-        if not isinstance(doc[key], typ) or (typ is int and isinstance(doc[key], bool)):
-            raise NumbenchError(f"must be {typ.__name__}", path=path, field=key)
+    _check_fields(doc, _TOP, path)
+    for key, spec in _NESTED.items():
+        _check_fields(doc[key], spec, path, prefix=f"{key}.")
     if doc["kind"] != "numbench-result":
         raise NumbenchError("not a numbench result", path=path, field="kind")
     if doc["schema_version"] != RESULT_SCHEMA_VERSION:
         raise NumbenchError(f"unsupported schema version {doc['schema_version']}", path=path,
                             field="schema_version")
     for i, cell in enumerate(doc["cells"]):
-        for key, typ in _CELL.items():
-            value = cell.get(key) if isinstance(cell, dict) else None
-            ok = isinstance(value, (int, float) if typ is float else typ) and not isinstance(value, bool)
-            if not ok:
-                raise NumbenchError(f"must be {typ.__name__}", path=path, field=f"cells[{i}].{key}")
+        if not isinstance(cell, dict):
+            raise NumbenchError("must be an object", path=path, field=f"cells[{i}]")
+        _check_fields(cell, _CELL, path, prefix=f"cells[{i}].")
         for key in ("valid_iia", "test_iia"):
-            if not 0.0 <= cell[key] <= 1.0:
-                raise NumbenchError("must be in [0, 1]", path=path, field=f"cells[{i}].{key}")
-    for split, value in doc["task_accuracy"].items():
-        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise NumbenchError("must be in [0, 1]", path=path, field=f"task_accuracy.{split}")
+            _check_fraction(cell[key], path, f"cells[{i}].{key}")
+    _check_fractions(doc["task_accuracy"], path, "task_accuracy", depth=1)
+    if "no_interchange" in doc:  # {program: {variable: {split: IIA}}}; absent in protocol 1
+        _check_fractions(doc["no_interchange"], path, "no_interchange", depth=3)
     return doc

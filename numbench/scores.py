@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from statistics import mean
 
+from .programs import PROGRAMS
 from .protocol import RANKED_ALIGNMENTS
 
 
@@ -69,3 +70,10 @@ def summarize(cells: list[dict], programs: dict[str, tuple[str, ...]],
     out["symbol_score"] = scored[best_program] if best_program else None
     out["best_program"] = best_program
     return out
+
+
+def result_summary(doc: dict) -> dict:
+    """The ``summary`` a result's cells and no-interchange baselines give: what ``evaluate``
+    stores (every program, ``summarize``), recomputed so a reader need not trust the file."""
+    programs = {name: program.variables for name, program in PROGRAMS.items()}
+    return summarize(doc["cells"], programs, doc.get("no_interchange"))

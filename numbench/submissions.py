@@ -1,25 +1,26 @@
 """The result files under ``submissions/``: find them, check them, tell which are verified.
 
-A result is *admitted* to the leaderboard when it validates, its seal holds, and every hash
-it records agrees with this checkout: the protocol digest of its protocol version, its
-task's split hashes and the pair-set hashes in ``tasks/pairs.lock``. Anything else is a
-*problem*: reported by file name and skipped, so one bad file never breaks the board.
+A result is *admitted* to the leaderboard when it validates, its seal holds, its summary
+is what its cells give, and every hash it records agrees with this checkout: the protocol
+digest of its protocol version, its task's split hashes and the pair-set hashes in
+``tasks/pairs.lock``. Anything else is a *problem*: reported by file name and skipped, so
+one bad file never breaks the board.
 
 A result is *verified* when ``verify.json`` beside it records a passing ``numbench verify``
-of exactly this result (same digest).
+of exactly this result (same digest) with exactly its model file (same sha256).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NumbenchError
 from .pairs import read_lock
 from .protocol import PROTOCOL_DIGEST, PROTOCOL_VERSION
-from .results import load_result
-from .tasks import load_task
+from .results import load_result, read_json
+from .scores import result_summary
+from .tasks import load_task, task_names
 
 RESULT_NAME = "result.json"
 VERIFY_NAME = "verify.json"
@@ -37,6 +38,11 @@ class Submission:
         return self.path.parent.name
 
     @property
+    def summary(self) -> dict:
+        """The scores, recomputed from the cells (``load_result`` checked the stored ones)."""
+        return result_summary(self.doc)
+
+    @property
     def current_protocol(self) -> bool:
         return self.doc["versions"]["protocol"] == PROTOCOL_VERSION
 
@@ -47,7 +53,7 @@ class Submission:
 
         try:
             return bool(self.doc["ranked"]) and Settings.from_json(self.doc["settings"]).ranked
-        except (KeyError, TypeError, NumbenchError):
+        except (KeyError, TypeError, ValueError, NumbenchError):
             return False
 
 
@@ -63,6 +69,8 @@ def check_hashes(doc: dict, path: str | Path) -> None:
     if doc["versions"].get("protocol_sha256") != PROTOCOL_DIGEST:
         raise NumbenchError(f"protocol {PROTOCOL_VERSION} digest mismatch",
                             path=path, field="versions.protocol_sha256")
+    if doc["task"]["name"] not in task_names():  # a name, never a path to some other file
+        raise NumbenchError("unknown task", path=path, field="task.name")
     task = load_task(doc["task"]["name"])
     if doc["task"].get("version") != task.version or doc["task"].get("split_sha256") != task.split_hashes:
         raise NumbenchError(f"task {task.name} version or split hashes do not match the task file",
@@ -75,13 +83,14 @@ def check_hashes(doc: dict, path: str | Path) -> None:
 
 
 def is_verified(result_path: Path, doc: dict) -> bool:
-    path = result_path.with_name(VERIFY_NAME)
+    """``verify.json`` beside the result records a pass for this result and this model file."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = read_json(result_path.with_name(VERIFY_NAME))
+    except NumbenchError:
         return False
     return (isinstance(record, dict) and record.get("passed") is True
-            and record.get("result_digest") == doc["digest"])
+            and record.get("result_digest") == doc["digest"]
+            and record.get("model_sha256") == doc["model"]["sha256"])
 
 
 def collect(root: str | Path = "submissions") -> tuple[list[Submission], list[tuple[Path, str]]]:

@@ -124,9 +124,13 @@ def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
     return Plan(name, train_jobs, eval_jobs)
 
 
-def run_jobs(jobs: list[Job], backend, on_outcome=None) -> list[dict]:
+def run_jobs(jobs: list[Job], backend, on_outcome=None, *, arch_modules=()) -> list[dict]:
     """Run the jobs not yet done through ``backend``; one outcome per job, in job order.
-    Finished jobs come back as ``{"ok": True, "skipped": True}`` without running."""
+    Finished jobs come back as ``{"ok": True, "skipped": True}`` without running.
+
+    ``arch_modules``: architecture files every job loads before it runs (the caller's
+    ``--arch-module``). They travel beside the spec, not in it: the user's own code on
+    their machine, so they change neither a job's key nor its output."""
     from .jobs import is_done, run_job
 
     outcomes: dict[str, dict] = {}
@@ -136,7 +140,7 @@ def run_jobs(jobs: list[Job], backend, on_outcome=None) -> list[dict]:
             outcomes[job.key] = {"key": job.key, "ok": True, "skipped": True, "seconds": 0.0,
                                  "output": job.output}
         else:
-            todo.append(job.to_json())
+            todo.append(dict(job.to_json(), arch_modules=list(arch_modules)))
     for outcome in backend.run(run_job, todo):
         outcomes[outcome["key"]] = outcome
         if on_outcome:
@@ -144,14 +148,14 @@ def run_jobs(jobs: list[Job], backend, on_outcome=None) -> list[dict]:
     return [dict(outcomes[j.key], label=j.label, kind=j.kind) for j in jobs]
 
 
-def run_plan(p: Plan, backend, on_outcome=None) -> list[dict]:
+def run_plan(p: Plan, backend, on_outcome=None, *, arch_modules=()) -> list[dict]:
     """Training jobs first, then evaluations; an evaluation whose model failed to train is
-    reported as failed without running."""
-    done = run_jobs(p.train, backend, on_outcome)
+    reported as failed without running. ``arch_modules`` as for :func:`run_jobs`."""
+    done = run_jobs(p.train, backend, on_outcome, arch_modules=arch_modules)
     failed_models = {o["output"] for o in done if not o["ok"]}
     ready = [j for j in p.evaluate if j.spec["model"] not in failed_models]
     for j in p.evaluate:
         if j.spec["model"] in failed_models:
             done.append({"key": j.key, "ok": False, "seconds": 0.0, "output": j.output,
                          "label": j.label, "kind": j.kind, "error": "its model failed to train"})
-    return done + run_jobs(ready, backend, on_outcome)
+    return done + run_jobs(ready, backend, on_outcome, arch_modules=arch_modules)

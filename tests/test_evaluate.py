@@ -100,9 +100,10 @@ def test_resume_reuses_completed_runs_and_matches(result, model_file, tmp_path, 
         evaluate(model_file, settings=settings, progress=interrupt, partial_path=partial)
     assert partial.exists() and not (tmp_path / "result.json").exists()
     assert any(s.startswith(first) for s in stages)
-    seen = []
+    seen, told = [], []
     resumed = evaluate(model_file, settings=settings, partial_path=partial,
-                       progress=lambda stage, d: seen.append(stage))
+                       progress=lambda stage, d: seen.append(stage) or told.append(d.get("reused")))
+    assert told[seen.index("resume")] >= 1  # it says what it reuses
     assert not any(s.startswith(first) for s in seen)  # the completed stage was not redone
     assert any(s.startswith(later) for s in seen)
     mine = {c["key"]: c for c in resumed["cells"]}
@@ -141,6 +142,24 @@ def test_cli_writes_result_atomically_and_prints_json(model_file, tmp_path, monk
     for stage in ("task accuracy", "fidelity gate", "fits and random-init controls at hidden"):
         assert sum(line.split("] ", 1)[-1].startswith(stage) for line in lines) == 1, lines
     assert "fits training · best valid IIA" in table.stderr
+
+
+def test_cli_resume_says_what_it_reuses(model_file, tmp_path, monkeypatch):
+    """--resume with no partial file, or one of another run, says so and starts over."""
+    import numbench.evaluate as ev
+
+    monkeypatch.setattr(ev.Settings, "make", classmethod(lambda cls, **kw: Settings(
+        seed=kw.get("seed", 0), quick=kw.get("quick", False),
+        engine=dataclasses.replace(TINY_ENGINE, **kw.get("engine", {})))))
+    out = tmp_path / "result.json"
+    args = ["evaluate", str(model_file), "--out", str(out), "--workers", "1", "--resume"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert f"resume: no {out}.partial, nothing to reuse" in " ".join(res.stderr.split())
+    out.with_name("result.json.partial").write_text(json.dumps({"fingerprint": {}, "runs": {}}))
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "matches this run" in " ".join(res.stderr.split())
 
 
 def test_progress_log_prints_each_stage_and_then_once_a_minute(capsys):

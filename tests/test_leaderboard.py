@@ -13,16 +13,19 @@ from numbench.cli import main
 from numbench.das import EngineConfig
 from numbench.leaderboard import rank, render_markdown, summary_row
 from numbench.results import seal, write_json_atomic
+from numbench.scores import result_summary
 from numbench.submissions import collect
 
 
 def variant(doc, *, symbol=None, holdout=None, iid=None, protocol=None, quick=False, arch=None):
-    """A resealed copy of a real result with some headline numbers set."""
+    """A resealed copy of a real result with some headline numbers set; its summary is what
+    its cells give, as the board checks."""
     d = copy.deepcopy(doc)
     # the tiny budget is not the protocol's; these stand in for real runs
     d["ranked"], d["settings"]["engine"] = True, asdict(EngineConfig())
-    if symbol is not None:
-        d["summary"]["symbol_score"] = symbol
+    if symbol is not None:  # every cell scoring `symbol` makes it every program's score
+        for cell in d["cells"]:
+            cell["test_iia"] = symbol
     if holdout is not None:
         d["task_accuracy"]["holdout"] = holdout
     if iid is not None:
@@ -33,6 +36,7 @@ def variant(doc, *, symbol=None, holdout=None, iid=None, protocol=None, quick=Fa
         d["ranked"], d["settings"]["quick"] = False, True
     if arch:
         d["model"]["arch"] = arch
+    d["summary"] = result_summary(d)
     return seal(d)
 
 
@@ -99,8 +103,9 @@ def test_markdown_sections_marks_and_byte_identical_rebuild(board, tmp_path, mon
 
 
 def test_verified_mark_needs_a_passing_record_of_this_exact_result(board):
+    alpha = json.loads((board / "alpha" / "result.json").read_text())
     (board / "alpha" / "verify.json").write_text(json.dumps(
-        {"passed": True, "result_digest": json.loads((board / "alpha" / "result.json").read_text())["digest"]}))
+        {"passed": True, "result_digest": alpha["digest"], "model_sha256": alpha["model"]["sha256"]}))
     (board / "beta" / "verify.json").write_text(json.dumps({"passed": True, "result_digest": "x"}))
     subs, problems = collect(board)
     verified = {s.name: s.verified for s in subs}

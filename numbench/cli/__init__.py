@@ -79,23 +79,23 @@ class _Group(click.Group):
         except NumbenchError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        except (KeyboardInterrupt, _Terminated) as e:
+        except (KeyboardInterrupt, Terminated) as e:
             workers = sys.modules.get("numbench.das_workers")
             if workers is not None:  # not left training parts nobody will read
                 workers.stop_now()
-            term = isinstance(e, _Terminated)
+            term = isinstance(e, Terminated)
             click.echo("terminated" if term else "interrupted", err=True)
             sys.exit(128 + (signal.SIGTERM if term else signal.SIGINT))
         finally:  # a caller in-process (tests, notebooks) keeps its own handler
             signal.signal(signal.SIGTERM, previous)
 
 
-class _Terminated(Exception):
+class Terminated(Exception):
     """SIGTERM (a scheduler's time limit, ``timeout``): stop as on Ctrl-C."""
 
 
 def _terminated(signum, frame):
-    raise _Terminated
+    raise Terminated
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

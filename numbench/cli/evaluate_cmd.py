@@ -13,7 +13,7 @@ from rich.table import Table
 from ..das import EngineConfig
 from ..evaluate import GateFailed, Settings, evaluate
 from ..results import write_json_atomic
-from . import EXIT_FAILED
+from . import EXIT_FAILED, Terminated
 from .options import arch_module_option, json_option
 from .output import print_json, stderr, stdout
 
@@ -116,6 +116,9 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
     partial = out.with_name(out.name + ".partial")
     if not resume:
         partial.unlink(missing_ok=True)
+    elif not partial.exists():
+        stderr.print(f"resume: no {partial}, nothing to reuse: starting from the beginning",
+                     highlight=False, soft_wrap=True)
     settings = Settings.make(seed=seed, quick=quick, sweep=sweep,
                              engine={"workers": workers} | parse_engine(engine_settings))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
@@ -126,6 +129,12 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
         row = bar.add_task("loading", total=settings.engine.max_steps, step=0, active=0, fits=0, best="-")
 
         def progress(stage: str, d: dict) -> None:
+            if stage == "resume":
+                stderr.print(f"resume: {d['reused']} completed stage(s) reused from {partial}"
+                             if d["reused"] else f"resume: nothing in {partial} matches this "
+                             "run (another model, settings or protocol): starting from the "
+                             "beginning", highlight=False, soft_wrap=True)
+                return
             bar.update(row, description=stage, completed=d.get("step", 0), step=d.get("step", "-"),
                        active=d.get("active", 0), fits=d.get("fits", 0),
                        best=f"{d['best_iia']:.3f}" if "best_iia" in d else "-")
@@ -138,6 +147,11 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
         except GateFailed as e:
             click.echo(f"error: {e}", err=True)  # one line, never wrapped
             raise SystemExit(EXIT_FAILED)
+        except (KeyboardInterrupt, Terminated):
+            if partial.exists():
+                stderr.print(f"completed stages kept in {partial}: the same command with "
+                             "--resume reuses them", highlight=False, soft_wrap=True)
+            raise
     write_json_atomic(out, doc)
     partial.unlink(missing_ok=True)
     if as_json:

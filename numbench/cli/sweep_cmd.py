@@ -8,8 +8,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..backends import DaskBackend, LocalBackend, SlurmBackend
+from ..models.registry import plugin_paths
 from ..sweep import plan, read_sweep, run_plan
 from . import EXIT_FAILED
+from .options import arch_module_option
 from .output import print_json, stderr, stdout
 
 backend_options = [
@@ -39,7 +41,8 @@ def make_backend(workers, scheduler, slurm_folder, partition, time_min, mem_gb):
 
 
 def execute(p, backend, label: str) -> list[dict]:
-    """Run a plan with a progress bar over jobs; failures are printed as they come."""
+    """Run a plan with a progress bar over jobs; failures are printed as they come. Every
+    job loads the ``--arch-module`` files this process loaded (not part of its key)."""
     total = len(p.train) + len(p.evaluate)
     columns = (TextColumn(f"[bold]{escape(label)}[/]"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -52,7 +55,7 @@ def execute(p, backend, label: str) -> list[dict]:
                 stderr.print(f"[red]failed[/] {escape(o['output'])}: {escape(o['error'])}",
                              highlight=False)
 
-        outcomes = run_plan(p, backend, on_outcome)
+        outcomes = run_plan(p, backend, on_outcome, arch_modules=plugin_paths())
     if hasattr(backend, "close"):
         backend.close()
     return outcomes
@@ -73,6 +76,7 @@ def outcome_table(outcomes: list[dict], title: str) -> Table:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @with_backend_options
 @click.option("--dry-run", is_flag=True, help="List the jobs and whether they are done; run nothing.")
+@arch_module_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
 def command(spec, workers, scheduler, slurm_folder, partition, time_min, mem_gb, dry_run,
             as_json) -> None:

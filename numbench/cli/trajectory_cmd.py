@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..trajectory import fmt, plot_trajectory, summarize, trajectory_plan, trajectory_rows
 from . import EXIT_FAILED
+from .options import arch_module_option
 from .output import print_json, stdout
 from .train_cmd import parse_overrides
 from .sweep_cmd import execute, make_backend, with_backend_options
@@ -26,6 +27,7 @@ from .sweep_cmd import execute, make_backend, with_backend_options
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Write RUN_DIR/trajectory.png (needs numbench[plot]).")
 @with_backend_options
+@arch_module_option
 @click.option("--json", "as_json", is_flag=True, help="Print rows and correlation as JSON.")
 def command(run_dir, full, seed, engine, results, plot, workers, scheduler, slurm_folder, partition,
             time_min, mem_gb, as_json) -> None:

@@ -7,12 +7,14 @@ from rich.markup import escape
 
 from ..verify import slow_replay_note, verify
 from . import EXIT_FAILED
+from .options import arch_module_option
 from .output import print_json, stderr, stdout
 
 
 @click.command("verify")
 @click.argument("result_file", type=click.Path(dir_okay=False))
 @click.argument("model_file", type=click.Path(dir_okay=False))
+@arch_module_option
 @click.option("--json", "as_json", is_flag=True, help="Print the verification as JSON.")
 def command(result_file: str, model_file: str, as_json: bool) -> None:
     """Check RESULT_FILE against MODEL_FILE: the model's sha256, then a full re-run of the
