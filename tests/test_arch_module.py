@@ -53,6 +53,7 @@ def test_every_verb_that_loads_a_model_takes_arch_module(verb):
     assert res.exit_code == 0 and "--arch-module" in res.output
 
 
+@pytest.mark.integration
 def test_verify_a_plugin_result_with_and_without_its_arch_module(tmp_path, counter_file):
     result = tmp_path / "submissions" / "counter" / "result.json"
     made = numbench("evaluate", counter_file, "--arch-module", KNOWN_ANSWER, "--quick",
@@ -71,6 +72,7 @@ def test_verify_a_plugin_result_with_and_without_its_arch_module(tmp_path, count
     assert record["passed"] and record["mismatches"] == 0
 
 
+@pytest.mark.integration
 def test_sweep_passes_arch_module_to_its_jobs_and_records_nothing_of_it(tmp_path, counter_file):
     """The job runs in a spawned worker: it finds ``counter`` only through the option."""
     from numbench.sweep import plan
@@ -90,6 +92,7 @@ def test_sweep_passes_arch_module_to_its_jobs_and_records_nothing_of_it(tmp_path
     assert "known_answer" not in Path(outcome["output"]).read_text()
 
 
+@pytest.mark.integration
 def test_trajectory_passes_arch_module_to_its_jobs(tmp_path, counter_file):
     run = tmp_path / "run.checkpoints"
     run.mkdir()

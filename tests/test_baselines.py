@@ -28,6 +28,7 @@ def test_the_promised_baselines_are_shipped_and_small():
         assert card.with_suffix(".pt").exists() and card.with_suffix(".md").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("card", CARDS, ids=lambda p: p.stem)
 def test_model_card_accuracy_is_what_the_file_scores(card):
     ensure_plugin()
@@ -40,6 +41,7 @@ def test_model_card_accuracy_is_what_the_file_scores(card):
         assert doc["accuracy"]["iid"] >= 0.95
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["gru_multi_object_s0", "lstm_multi_object_s0",
                                   "rnn_multi_object_s0", "transformer_multi_object_s0"])
 def test_every_architecture_passes_the_fidelity_gate_on_its_baseline(name, multi):

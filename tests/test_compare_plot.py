@@ -67,6 +67,7 @@ def test_plot_rejects_a_tampered_result(submitted_result, tiny_result):
     assert res.exit_code == 2 and "digest mismatch" in res.output
 
 
+@pytest.mark.integration
 def test_site_grid_adds_prefix_rows_for_a_sweep(tiny_model_file, tiny_result):
     """The sites heatmap's grid: each ranked single-mode cell in its site's row, and in a
     --sweep result each prefix-mode cell in a row of its own."""

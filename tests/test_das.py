@@ -98,8 +98,10 @@ def plain_test_iia(small_gru, multi):
     return get
 
 
-@pytest.mark.parametrize("precision,kernels",
-                         [("bf16", "fused"), ("bf16", "autograd"), ("fp32", "fused"), ("fp32", "autograd")])
+@pytest.mark.parametrize("precision,kernels", [
+    pytest.param("bf16", "fused", marks=pytest.mark.integration),  # emulated on most CPUs: slow
+    pytest.param("bf16", "autograd", marks=pytest.mark.integration),
+    ("fp32", "fused"), ("fp32", "autograd")])
 @pytest.mark.parametrize("kind", ["orthogonal", "linear"])
 def test_fast_engine_matches_plain_loop(small_gru, multi, plain_test_iia, kind, precision, kernels):
     for p in small_gru.parameters():
@@ -301,6 +303,7 @@ def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(smal
     assert torch.equal(a[0].state["u_weight"], b[0].state["u_weight"]) and a[0].valid_loss == b[0].valid_loss
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("schedule,workers", [("lockstep", 2), ("continuous", 2), ("continuous", 3)])
 def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, schedule, workers):
     """Fits trained across this process and worker processes train exactly as in one
@@ -396,6 +399,7 @@ def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatc
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
 
 
+@pytest.mark.integration
 def test_untrained_fits_prepare_on_one_thread_beside_worker_processes(small_gru, multi,
                                                                     monkeypatch):
     """On the continuous schedule the untrained fits run in this process (once the worker

@@ -12,6 +12,7 @@ from numbench.cli import main
 from numbench.results import write_json_atomic
 from test_leaderboard import variant
 
+pytestmark = pytest.mark.integration
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 REQUIRED = os.environ.get("NUMBENCH_REQUIRE_BROWSER") == "1"  # set by .ci/run
 

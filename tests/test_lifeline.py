@@ -14,7 +14,8 @@ import pytest
 
 from numbench.lifeline import terminate
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")]
 
 
 def _alive(pid: int) -> bool:

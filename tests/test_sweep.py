@@ -82,6 +82,7 @@ def test_failed_jobs_are_reported_and_the_others_finish(tmp_path):
     assert outcomes["evaluate gru_multi_object_w8_s0 (seed 0)"]["ok"]
 
 
+@pytest.mark.integration
 def test_sweep_runs_on_a_real_dask_scheduler(tmp_path):
     distributed = pytest.importorskip("distributed")
     spec = write(tmp_path, sweep_doc(tmp_path, seeds=(0,)))
@@ -96,6 +97,7 @@ def test_sweep_runs_on_a_real_dask_scheduler(tmp_path):
     assert len(list((tmp_path / "submissions").rglob("result.json"))) == 1
 
 
+@pytest.mark.integration
 def test_sweep_runs_through_submitit(tmp_path):
     """The Slurm backend's submission path, on submitit's local executor (no sbatch here)."""
     pytest.importorskip("submitit")
