@@ -10,6 +10,8 @@ escaped, so a name can neither inject HTML nor break a table.
 
 from __future__ import annotations
 
+import html
+import re
 from statistics import mean
 
 import pandas as pd
@@ -50,6 +52,19 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 def markdown_text(text: object) -> str:
     """Text as one line of literal Markdown: no raw HTML, code span or table-column break."""
     return " ".join(str(text).splitlines()).translate(_MARKDOWN_ESCAPES)
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+_EMPHASIS = re.compile(r"\*(?=\S)(.+?)(?<=\S)\*")
+
+
+def markdown_html(text: str) -> str:
+    """The board's own notes and headings, written in a little Markdown (`code`, **strong**,
+    *emphasis*), as HTML. Escaped first, so only the tags made here are markup; an asterisk
+    inside a code span stays an asterisk."""
+    out = _CODE.sub(lambda m: f"<code>{m[1].replace('*', '&#42;')}</code>", html.escape(text))
+    return _EMPHASIS.sub(r"<em>\1</em>", _STRONG.sub(r"<strong>\1</strong>", out))
 
 
 def summary_row(sub: Submission) -> dict:
@@ -178,10 +193,8 @@ def render_html(subs: list[Submission], problems: list[tuple[str, str]],
                 plots: dict[str, list[bytes]] | None = None) -> str:
     """A static, self-contained page: sortable tables and inlined PNG plots (base64)."""
     import base64
-    import html
 
-    esc = html.escape
-    md_inline = lambda text: esc(text).replace("**", "").replace("`", "")
+    esc, md_inline = html.escape, markdown_html
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
              "<title>numbench leaderboard</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>numbench leaderboard</h1>",
@@ -190,7 +203,7 @@ def render_html(subs: list[Submission], problems: list[tuple[str, str]],
     for heading, note, frame in sections(subs):
         parts.append(f"<h2>{md_inline(heading)}</h2>")
         if note:
-            parts.append(f"<p>{esc(note)}</p>")
+            parts.append(f"<p>{md_inline(note)}</p>")
         parts.append(frame.to_html(index=False, classes="sortable", border=0, escape=True)
                      if len(frame) else "<p>(none)</p>")
     for title, images in (plots or {}).items():

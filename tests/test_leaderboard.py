@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from numbench.cli import main
 from numbench.das import EngineConfig
-from numbench.leaderboard import rank, render_markdown, summary_row
+from numbench.leaderboard import markdown_html, rank, render_html, render_markdown, summary_row
 from numbench.results import seal, write_json_atomic
 from numbench.scores import result_summary
 from numbench.submissions import collect
@@ -128,6 +128,46 @@ def test_empty_submissions_still_give_a_board(tmp_path):
     subs, problems = collect(tmp_path)
     text = render_markdown(subs, problems)
     assert "*(none)*" in text and not problems
+
+
+def test_page_renders_its_notes_markdown_as_html_and_escapes_result_text(tiny_result, tmp_path):
+    write_json_atomic(tmp_path / "*a*<b>`c`" / "result.json", variant(tiny_result, symbol=0.5, iid=1.0))
+    subs, problems = collect(tmp_path)
+    page = render_html(subs, problems)
+    assert "<em>symbol score</em>" in page and "<em>selectivity</em>" in page
+    assert "<strong>Ranking rule (PROTOCOL §7).</strong>" in page
+    assert "<code>numbench verify</code>" in page and "<h2>Task <code>multi_object</code></h2>" in page
+    prose = page.split("<table")[0]
+    assert "*" not in prose and "`" not in prose  # no Markdown left as literal text
+    assert "*a*&lt;b&gt;`c`" in page  # a name from a result: escaped, never rendered
+    assert "<em>a</em>" not in page and "<b>" not in page and "<code>c</code>" not in page
+
+
+def test_markdown_html_escapes_before_it_marks_up():
+    assert markdown_html("a <i> & *b* `*c* <d>` **e** 2 * 3 * 4") == (
+        "a &lt;i&gt; &amp; <em>b</em> <code>&#42;c&#42; &lt;d&gt;</code> <strong>e</strong> 2 * 3 * 4")
+
+
+def test_html_alone_leaves_the_markdown_board_alone(board, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(main, ["leaderboard", "--submissions", "submissions", "--html", "page.html"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "page.html").exists() and not (tmp_path / "leaderboard.md").exists()
+    res = runner.invoke(main, ["leaderboard", "--submissions", "submissions", "--html", "page.html",
+                               "--out", "board.md"])
+    assert res.exit_code == 0 and (tmp_path / "board.md").exists()
+    res = runner.invoke(main, ["leaderboard", "--submissions", "submissions"])
+    assert res.exit_code == 0 and (tmp_path / "leaderboard.md").exists()  # the default
+
+
+def test_page_install_hint_keeps_the_extra_in_brackets(board, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    res = CliRunner().invoke(main, ["leaderboard", "--submissions", str(board), "--html",
+                                    str(tmp_path / "page.html")])
+    assert res.exit_code == 0 and "no plots on the page: pip install 'numbench[plot]'" in res.stderr
 
 
 def test_committed_leaderboard_is_what_the_committed_results_give(tmp_path, monkeypatch):
