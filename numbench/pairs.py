@@ -38,6 +38,7 @@ PAIR_SPLITS = {
 MODES = ("single", "prefix")
 PERMUTATION_SEED = 3001
 LOCK_FILE = "pairs.lock"  # JSON; not *.json so it is never read as a task
+HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -270,13 +271,22 @@ def _traces(task: Task, program: str, split: str, mode: str) -> tuple[list, list
 
 
 def read_lock() -> dict[str, str]:
+    """``tasks/pairs.lock``: pair-set key -> sha256 (empty if there is no lock file yet)."""
     path = tasks_dir() / LOCK_FILE
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise NumbenchError(f"not valid JSON ({e})", path=path) from None
+        lock = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NumbenchError(f"not a readable JSON file ({e})", path=path) from None
+    if not isinstance(lock, dict):
+        raise NumbenchError(f"must be a JSON object of pair-set key -> sha256, not a "
+                            f"{type(lock).__name__}", path=path)
+    for key, sha in lock.items():
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in HEX for c in sha)):
+            raise NumbenchError(f"not a sha256 (64 hex digits): {sha!r:.80}", path=path,
+                                field=key)
+    return lock
 
 
 def standard_pair_keys(task: Task) -> list[tuple[str, tuple[str, ...], str, str, bool]]:

@@ -77,7 +77,10 @@ def check_hashes(doc: dict, path: str | Path) -> None:
                             path=path, field="task.split_sha256")
     lock = read_lock()
     for key, sha in doc["pairs"].items():
-        if key in lock and lock[key] != sha:
+        if key not in lock:  # not silently unchecked: a result needs every set it used locked
+            raise NumbenchError("pair set has no entry in tasks/pairs.lock to check it against",
+                                path=path, field=f"pairs.{key}")
+        if lock[key] != sha:
             raise NumbenchError("pair-set hash does not match tasks/pairs.lock", path=path,
                                 field=f"pairs.{key}")
 
@@ -95,6 +98,7 @@ def is_verified(result_path: Path, doc: dict) -> bool:
 
 def collect(root: str | Path = "submissions") -> tuple[list[Submission], list[tuple[Path, str]]]:
     """(admitted submissions, [(path, one-line problem)]) for every result under root."""
+    read_lock()  # a broken lock is this checkout's problem, not every result's: raise
     good, problems = [], []
     for path in result_paths(root):
         try:

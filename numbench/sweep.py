@@ -20,7 +20,8 @@ A sweep file (TOML, or JSON with the same keys) names what to train and what to 
     quick = false                            # true: the --quick smoke budget (unranked)
     engine = {}                              # engine overrides (unranked)
 
-Relative paths are relative to the current directory. :func:`plan` turns the file into
+Relative paths are relative to the current directory. :func:`plan` checks every key
+(:data:`SCHEMA`; an unknown one is refused, naming its table) and turns the file into
 training jobs and evaluation jobs; evaluation of a trained model waits for its training.
 """
 
@@ -33,7 +34,9 @@ from pathlib import Path
 
 from .errors import NumbenchError
 from .jobs import Job, evaluate_job, evaluate_spec, train_spec
-from .training import TrainConfig
+from .models.registry import architectures, make_config
+from .tasks import load_task
+from .training import TrainConfig, check_model_size
 
 WIDTH_KEY = {"transformer": "d_model"}  # every other architecture: d_hidden
 _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -64,45 +67,129 @@ def read_sweep(path: str | Path) -> dict:
         raise NumbenchError(f"not a valid sweep file ({e})", path=path) from None
 
 
-def _list(section: dict, key: str, default, path) -> list:
-    value = section.get(key, default)
-    value = value if isinstance(value, list) else [value]
-    if not value:
-        raise NumbenchError("must not be empty", path=path, field=key)
-    return value
+def _as_list(value) -> list:
+    """A value or a list of values (checked by SCHEMA) as a list."""
+    return value if isinstance(value, list) else [value]
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
+
+
+def _is_int(least: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _one_or_list(check, *, empty_ok: bool = False):
+    """A value that passes ``check``, or a list of them (non-empty unless ``empty_ok``)."""
+    return lambda v: check(v) or (isinstance(v, list) and (empty_ok or bool(v))
+                                  and all(map(check, v)))
+
+
+_TABLE = (lambda v: isinstance(v, dict), "a table")
+_STRING = (_is_str, "a string")
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_NAMES = (_one_or_list(_is_str), "a string or a non-empty list of strings")
+_SEEDS = (_one_or_list(_is_int(0)), "an integer >= 0 or a non-empty list of them")
+_FILES = (lambda v: isinstance(v, list) and all(map(_is_str, v)), "a list of file paths")
+
+#: every key of each table of a sweep file (docs/sweeps.md) and what its value must be; a
+#: [train] table also takes any TrainConfig field, which TrainConfig itself checks
+SCHEMA = {
+    "": {"name": _STRING, "results": _STRING, "models_dir": _STRING, "train": _TABLE,
+         "evaluate": _TABLE},
+    "train": {"archs": _NAMES, "tasks": _NAMES, "seeds": _SEEDS,
+              "widths": (_one_or_list(_is_int(1), empty_ok=True),
+                         "an integer >= 1 or a list of them"),
+              "config": _TABLE, "arch_modules": _FILES},
+    "evaluate": {"models": (_one_or_list(_is_str, empty_ok=True), "a glob or a list of globs"),
+                 "seeds": _SEEDS, "task": (lambda v: v is None or _is_str(v), "a task name"),
+                 "quick": _BOOL, "sweep": _BOOL, "engine": _TABLE, "arch_modules": _FILES},
+}
+REQUIRED = {"": (), "train": ("archs", "tasks"), "evaluate": ()}
+
+
+def _check_table(doc: dict, table: str, path, extra: set[str] = frozenset()) -> dict:
+    """The table (``""``: the top level) of a sweep document, its keys and values checked."""
+    section = doc.get(table, {}) if table else doc
+    schema, where = SCHEMA[table], f"in [{table}]" if table else "at the top level"
+    unknown = sorted(set(section) - set(schema) - extra)
+    if unknown:
+        raise NumbenchError(f"unknown key(s) {', '.join(map(repr, unknown))} {where} "
+                            f"(known: {', '.join(sorted(set(schema) | extra))})", path=path)
+    for key in REQUIRED[table]:
+        if key not in section:
+            raise NumbenchError(f"[{table}] needs '{key}'", path=path)
+    for key, value in section.items():
+        if key in schema and not schema[key][0](value):
+            raise NumbenchError(f"must be {schema[key][1]}, got {value!r:.60}", path=path,
+                                field=f"{table}.{key}" if table else key)
+    return section
+
+
+def _check_train_job(arch: str, task: str, config: dict, path) -> None:
+    """What a training job can be checked for before it runs: its task exists and, for an
+    architecture registered here, its config keys and model size (see training.py)."""
+    try:
+        vocabulary = load_task(task).vocabulary
+    except NumbenchError as e:
+        raise NumbenchError(str(e), path=path, field="train.tasks") from None
+    if arch not in architectures():
+        return  # a plugin in the table's arch_modules: its job says so if it is not
+    try:
+        make_config(architectures()[arch], config)
+        check_model_size(arch, config, vocabulary)
+    except NumbenchError as e:
+        raise NumbenchError(str(e), path=path, field="train.config") from None
 
 
 def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
-    """Training and evaluation jobs of a sweep document."""
-    unknown = set(doc) - {"name", "results", "models_dir", "train", "evaluate"}
-    if unknown:
-        raise NumbenchError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path)
-    name = str(doc.get("name", Path(str(path)).stem))
+    """Training and evaluation jobs of a sweep document. Every key is checked first (unknown
+    keys are refused, naming the table), so a typo never silently runs the default."""
+    if not isinstance(doc, dict):
+        raise NumbenchError(f"a sweep file holds a table of keys (a JSON object), not a "
+                            f"{type(doc).__name__}", path=path)
+    _check_table(doc, "", path)
+    tr = _check_table(doc, "train", path, extra=_TRAIN_FIELDS) if "train" in doc else None
+    ev = _check_table(doc, "evaluate", path) if "evaluate" in doc else None
+    name = doc.get("name", Path(str(path)).stem)
     results = doc.get("results", f"submissions/sweeps/{name}")
     models_dir = Path(doc.get("models_dir", f"runs/{name}"))
     train_jobs = []
-    tr = doc.get("train")
     if tr is not None:
         settings = {k: v for k, v in tr.items() if k in _TRAIN_FIELDS}
-        bad = set(tr) - _TRAIN_FIELDS - {"archs", "tasks", "seeds", "widths", "config", "arch_modules"}
-        if bad:
-            raise NumbenchError(f"unknown key(s) {', '.join(sorted(bad))}", path=path, field="train")
-        for arch in _list(tr, "archs", None, path):
-            for task in _list(tr, "tasks", None, path):
-                for width in tr.get("widths", [None]) or [None]:
-                    for seed in _list(tr, "seeds", [0], path):
-                        config = dict(tr.get("config", {}))
-                        if width is not None:
-                            config[WIDTH_KEY.get(arch, "d_hidden")] = int(width)
+        try:
+            TrainConfig(**settings)
+        except NumbenchError as e:  # "field 'max_steps': must be ..."
+            raise NumbenchError(str(e).removeprefix(f"field '{e.field}': "), path=path,
+                                field=f"train.{e.field}") from None
+        for arch in _as_list(tr["archs"]):
+            for task in _as_list(tr["tasks"]):
+                for width in _as_list(tr.get("widths", [])) or [None]:
+                    config = dict(tr.get("config", {}))
+                    if width is not None:
+                        config[WIDTH_KEY.get(arch, "d_hidden")] = width
+                    _check_train_job(arch, task, config, path)
+                    for seed in _as_list(tr.get("seeds", 0)):
                         stem = f"{arch}_{task}" + (f"_w{width}" if width else "") + f"_s{seed}"
-                        spec = train_spec(arch, task, int(seed), config, settings,
+                        spec = train_spec(arch, task, seed, config, settings,
                                           tr.get("arch_modules", []))
                         train_jobs.append(Job("train", spec, str(models_dir / f"{stem}.pt")))
-    ev = doc.get("evaluate")
     eval_jobs = []
     if ev is not None:
+        from .evaluate import Settings
+
+        try:
+            Settings.make(engine=ev.get("engine"))
+        except NumbenchError as e:
+            raise NumbenchError(str(e), path=path, field="evaluate.engine") from None
+        if ev.get("task") is not None:
+            try:
+                load_task(ev["task"])
+            except NumbenchError as e:
+                raise NumbenchError(str(e), path=path, field="evaluate.task") from None
         models = []
-        for pattern in ev.get("models", []):
+        for pattern in _as_list(ev.get("models", [])):
             found = sorted(glob.glob(pattern))
             if not found:
                 raise NumbenchError(f"no model file matches '{pattern}'", path=path,
@@ -113,11 +200,10 @@ def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
             raise NumbenchError("nothing to evaluate", path=path, field="evaluate.models")
         modules = ev.get("arch_modules", []) + (tr or {}).get("arch_modules", [])
         for model in dict.fromkeys(models):
-            for seed in _list(ev, "seeds", [0], path):
-                spec = evaluate_spec(model, int(seed), task=ev.get("task"),
-                                     quick=bool(ev.get("quick", False)),
-                                     sweep=bool(ev.get("sweep", False)), engine=ev.get("engine"),
-                                     arch_modules=modules)
+            for seed in _as_list(ev.get("seeds", 0)):
+                spec = evaluate_spec(model, seed, task=ev.get("task"),
+                                     quick=ev.get("quick", False), sweep=ev.get("sweep", False),
+                                     engine=ev.get("engine"), arch_modules=modules)
                 eval_jobs.append(evaluate_job(spec, results))
     if not train_jobs and not eval_jobs:
         raise NumbenchError("a sweep needs a [train] or an [evaluate] section", path=path)

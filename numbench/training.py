@@ -5,10 +5,14 @@ distribution; only the scored ones enter accuracy). Training sequences use the t
 reference void probability for the architecture's family unless told otherwise. Training
 stops when accuracy on a held-apart validation set (in-distribution counts, fresh seed,
 never the frozen splits) reaches the target, or at ``max_steps``.
+
+A model of more than :data:`MAX_PARAMETERS` parameters is refused before anything is
+allocated: at that size a config is a typo (``d_hidden=1000000000``), not an experiment.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -18,13 +22,17 @@ import torch
 import torch.nn.functional as F
 
 from .accuracy import task_accuracy
+from .errors import NumbenchError
 from .models.contract import NumbenchModel
-from .models.registry import build_model
+from .models.registry import build_model, count_parameters
 from .sequences import generate
 from .tasks import Task
 
 #: seeds of the training pool and the validation set, offset from the run's seed
 TRAIN_POOL_SEED, VALID_SEED = 10_000, 20_000
+
+#: the largest model numbench trains: 100× the reference models (~0.1–0.4 M parameters)
+MAX_PARAMETERS = 50_000_000
 
 
 @dataclass
@@ -40,11 +48,43 @@ class TrainConfig:
     grad_clip: float = 1.0
     save_every: int = 0  # >0: also save a checkpoint every N steps
 
+    def __post_init__(self):
+        """Refuse settings that would train nothing, or nonsense, naming the setting."""
+        for name, least in (("max_steps", 1), ("batch_size", 1), ("pool_size", 1),
+                            ("eval_every", 1), ("valid_size", 1), ("save_every", 0)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                raise NumbenchError(f"must be an integer >= {least}, got {value!r}", field=name)
+        for name in ("lr", "grad_clip"):
+            value = getattr(self, name)
+            if not (_finite(value) and value > 0):
+                raise NumbenchError(f"must be a finite number > 0, got {value!r}", field=name)
+        for name in ("target_accuracy", "void_p"):
+            value = getattr(self, name)
+            if name == "void_p" and value is None:  # the task's reference
+                continue
+            if not (_finite(value) and 0 <= value <= 1):
+                raise NumbenchError(f"must be a number in [0, 1], got {value!r}", field=name)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 @dataclass
 class TrainResult:
     model: NumbenchModel
     summary: dict
+
+
+def check_model_size(arch: str, config: dict | None, vocabulary: tuple[str, ...]) -> None:
+    """Raise unless ``arch`` with ``config`` has at most :data:`MAX_PARAMETERS` parameters,
+    counted without allocating (or cannot be counted so: see ``count_parameters``)."""
+    n = count_parameters(arch, config, vocabulary)
+    if n is not None and n > MAX_PARAMETERS:
+        size = f"{n:,} parameters" if n != math.inf else "more parameters than torch can count"
+        raise NumbenchError(f"{arch} with config {config or {}} would have {size}, over "
+                            f"numbench's cap of {MAX_PARAMETERS:,}")
 
 
 def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
@@ -53,8 +93,12 @@ def train(arch: str, task: Task, seed: int, *, config: dict | None = None,
           on_checkpoint: Callable[[int, NumbenchModel], None] | None = None) -> TrainResult:
     """Train ``arch`` on ``task`` from ``seed``. ``on_progress(step, loss, valid_acc)``."""
     tc = train_config or TrainConfig()
+    check_model_size(arch, config, task.vocabulary)
     torch.manual_seed(seed)
-    model = build_model(arch, config, task.vocabulary)
+    try:
+        model = build_model(arch, config, task.vocabulary)
+    except (ValueError, RuntimeError) as e:  # a width of 0, say: torch's own words
+        raise NumbenchError(f"cannot build {arch} with config {config or {}}: {e}") from None
     void_p = tc.void_p if tc.void_p is not None else task.void_p_for(model.family)
     pool = generate(task, tc.pool_size, seed=TRAIN_POOL_SEED + seed, void_p=void_p)
     valid = generate(task, tc.valid_size, seed=VALID_SEED + seed, void_p=void_p)

@@ -21,7 +21,8 @@ from .show_cmd import styled
 @click.option("--split", type=click.Choice(list(PAIR_SPLITS)), default="test", show_default=True)
 @click.option("--mode", type=click.Choice(MODES), default="single", show_default=True)
 @click.option("--permuted", is_flag=True, help="The permuted-variable control (PROTOCOL §6).")
-@click.option("-n", "count", default=5, show_default=True, help="How many pairs.")
+@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(min=0),
+              help="How many pairs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 def command(task, program, variable, split, mode, permuted, count, as_json) -> None:
     """Show interchange pairs: base, source, swap positions and counterfactual.

@@ -25,7 +25,8 @@ def styled(tokens: list[str], scored: list[bool], mark: int | None = None) -> Te
 
 @click.command("show")
 @click.argument("task")
-@click.option("-n", "count", default=5, show_default=True, help="How many sequences.")
+@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(min=0),
+              help="How many sequences.")
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="iid", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 def command(task: str, count: int, split: str, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ from ..accuracy import split_accuracies
 from ..errors import NumbenchError
 from ..models.files import save_model
 from ..tasks import load_task
-from ..training import TrainConfig, train
+from ..training import TrainConfig, check_model_size, train
 from .options import arch_module_option, json_option
 from .output import print_json, stderr, stdout
 
@@ -32,23 +33,36 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
     return out
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and ±inf (its comparisons let nan through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number.", param, ctx)
+        return number
+
+
 @click.command("train")
 @click.option("--arch", required=True, help="A registered architecture (gru, lstm, transformer, …).")
 @click.option("--task", "task_name", required=True, help="Task to train on.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.pt or .safetensors).")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Architecture config override, e.g. --config d_hidden=64 (repeatable).")
-@click.option("--max-steps", default=TrainConfig.max_steps, show_default=True)
-@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True)
-@click.option("--lr", default=TrainConfig.lr, show_default=True)
+@click.option("--max-steps", default=TrainConfig.max_steps, show_default=True,
+              type=click.IntRange(min=1))
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True,
+              type=click.IntRange(min=1))
+@click.option("--lr", default=TrainConfig.lr, show_default=True,
+              type=FiniteFloatRange(min=0, min_open=True))
 @click.option("--target-accuracy", default=TrainConfig.target_accuracy, show_default=True,
-              help="Stop when validation accuracy reaches this.")
-@click.option("--void-p", type=float, default=None,
+              type=FiniteFloatRange(0, 1), help="Stop when validation accuracy reaches this.")
+@click.option("--void-p", type=FiniteFloatRange(0, 1), default=None,
               help="Void probability of training data (default: the task's reference for "
                    "the architecture family).")
-@click.option("--save-every", default=0, show_default=True,
+@click.option("--save-every", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also save a checkpoint every N steps to OUT's stem + '.checkpoints/'.")
 @arch_module_option
 @json_option
@@ -62,6 +76,8 @@ def command(arch, task_name, seed, out, overrides, max_steps, batch_size, lr, ta
     if out.suffix not in (".pt", ".safetensors"):
         raise NumbenchError("model files end in .pt or .safetensors", path=out)
     task = load_task(task_name)
+    config = parse_overrides(overrides)
+    check_model_size(arch, config, task.vocabulary)  # before any progress bar is drawn
     tc = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, void_p=void_p,
                      target_accuracy=target_accuracy, save_every=save_every)
     ckpt_dir = out.with_suffix("").with_name(out.stem + ".checkpoints")
@@ -74,18 +90,23 @@ def command(arch, task_name, seed, out, overrides, max_steps, batch_size, lr, ta
     columns = (TextColumn("[bold]train[/] {task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
                TextColumn("valid acc {task.fields[acc]}"), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=False) as progress:
-        bar = progress.add_task(f"{arch} on {task.name} seed {seed}", total=max_steps,
-                                loss="-", acc="-")
+    progress = Progress(*columns, console=stderr, transient=False)
+    bar = progress.add_task(f"{arch} on {task.name} seed {seed}", total=max_steps,
+                            loss="-", acc="-")
 
-        def on_progress(step, loss, acc):
-            fields = {"loss": f"{loss:.4f}"}
-            if acc is not None:
-                fields["acc"] = f"{acc:.3f}"
-            progress.update(bar, completed=step, **fields)
+    def on_progress(step, loss, acc):
+        if not progress.live.is_started:  # drawn from the first step: an error before it
+            progress.start()              # (a config torch refuses) stays one line
+        fields = {"loss": f"{loss:.4f}"}
+        if acc is not None:
+            fields["acc"] = f"{acc:.3f}"
+        progress.update(bar, completed=step, **fields)
 
-        result = train(arch, task, seed, config=parse_overrides(overrides), train_config=tc,
+    try:
+        result = train(arch, task, seed, config=config, train_config=tc,
                        on_progress=on_progress, on_checkpoint=save_checkpoint if save_every else None)
+    finally:
+        progress.stop()
     summary = dict(result.summary, accuracy=split_accuracies(result.model, task),
                    parameters=result.model.parameter_count())
     out.parent.mkdir(parents=True, exist_ok=True)

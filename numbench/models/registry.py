@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import sys
 import typing
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 from ..errors import NumbenchError
 from .contract import NumbenchModel
@@ -114,3 +118,30 @@ def make_config(cls: type[NumbenchModel], overrides: dict | None = None):
 def build_model(arch: str, config: dict | None, vocabulary: tuple[str, ...]) -> NumbenchModel:
     cls = get_architecture(arch)
     return cls(make_config(cls, config), tuple(vocabulary))
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Inside ``torch.device("meta")``: skip initialisation (``torch.nn.init``, a bare
+    ``normal_``). Meta tensors hold no values anyway, and ``normal_`` has no meta kernel:
+    its fallback imports torch's compiler, ~2 s."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_ or getattr(func, "__module__", "") == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]  # nn.init's first parameter
+        return func(*args, **(kwargs or {}))
+
+
+def count_parameters(arch: str, config: dict | None, vocabulary: tuple[str, ...]) -> float | None:
+    """How many parameters ``build_model`` would make, counted on torch's meta device
+    (shapes only: nothing allocated, nothing initialised). ``math.inf`` when a tensor is
+    too large for its size in bytes to fit 64 bits; None when the architecture cannot be
+    built on the meta device (a plugin that reads its weights while building)."""
+    cls = get_architecture(arch)
+    cfg = make_config(cls, config)
+    try:
+        with torch.device("meta"), _ShapesOnly():
+            model = cls(cfg, tuple(vocabulary))
+    except Exception as e:  # a width of 0, say: the real build says so
+        # torch: "Storage size calculation overflowed with sizes=[...]"
+        return math.inf if "overflow" in str(e) else None
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,305 @@
+"""Bad input gets one line and exit code 2, and nothing is written (#27): training options
+and model size, ``show``/``pairs -n``, sweep files, and ``tasks/pairs.lock``.
+
+Every input here is fed through the CLI as a user would give it; none trains or evaluates
+for more than a few steps of a tiny model, even when the check it tests is missing."""
+
+import json
+import math
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from numbench.cli import main
+from numbench.errors import NumbenchError
+from numbench.models.registry import build_model, count_parameters
+from numbench.training import MAX_PARAMETERS, TrainConfig
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def error_line(res) -> str:
+    """The one line that says what is wrong (click's usage errors add a usage hint above
+    it); exit code 2 and no traceback."""
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    lines = [l for l in res.output.splitlines() if l.lower().startswith("error:")]
+    assert len(lines) == 1, res.output
+    if lines[0].startswith("error:"):  # a NumbenchError: that line is all there is
+        assert res.output.strip() == lines[0], res.output
+    return lines[0]
+
+
+# --- numbench train ------------------------------------------------------------------------
+
+TINY = ("--config", "d_embed=8", "--config", "d_readout=8")
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--batch-size", "0"), "'--batch-size': 0 is not in the range x>=1"),
+    (("--lr", "nan"), "'--lr': nan is not a finite number"),
+    (("--lr", "inf"), "'--lr': inf is not a finite number"),
+    (("--lr", "-0.01"), "'--lr': -0.01 is not in the range x>0"),
+    (("--lr", "0"), "'--lr': 0.0 is not in the range x>0"),
+    (("--void-p", "5"), "'--void-p': 5.0 is not in the range 0<=x<=1"),
+    (("--void-p", "nan"), "'--void-p': nan is not a finite number"),
+    (("--target-accuracy", "1.5"), "'--target-accuracy'"),
+    (("--max-steps", "-5"), "'--max-steps': -5 is not in the range x>=1"),
+    (("--max-steps", "0"), "'--max-steps': 0 is not in the range x>=1"),
+    (("--seed", "-1"), "'--seed': -1 is not in the range x>=0"),
+    (("--save-every", "-2"), "'--save-every'"),
+    (("--config", "d_hidden=1000000000"), "more parameters than torch can count, over "
+                                          "numbench's cap of 50,000,000"),
+    (("--config", "d_hidden=5000"), "parameters, over numbench's cap of 50,000,000"),
+    (("--config", "d_hidden=0"), "cannot build gru with config {'d_embed': 8, 'd_readout': 8, "
+                                 "'d_hidden': 0}: hidden_size must be greater than zero"),
+])
+def test_train_refuses_bad_settings_and_keeps_the_old_model(tmp_path, args, says):
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"the model trained yesterday")
+    res = run("train", "--arch", "gru", "--task", "single_object", "--out", out,
+              "--max-steps", "2", *TINY, *args)
+    assert says in error_line(res)
+    assert out.read_bytes() == b"the model trained yesterday"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no checkpoints either
+
+
+def test_train_still_trains_within_the_limits(tmp_path):
+    """The non-vacuous side: the smallest allowed settings train and write a model."""
+    out = tmp_path / "model.pt"
+    res = run("train", "--arch", "gru", "--task", "single_object", "--out", out, *TINY,
+              "--config", "d_hidden=8", "--max-steps", "1", "--batch-size", "1", "--seed", "0",
+              "--void-p", "0", "--lr", "1e-3", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["steps"] == 1 and out.exists()
+
+
+@pytest.mark.parametrize("arch, config", [
+    ("gru", {"d_embed": 8, "d_hidden": 12, "d_readout": 16}), ("lstm", {}),
+    ("transformer", {"d_model": 16, "n_layers": 3, "d_mlp": 24}), ("transformer", {}),
+])
+def test_parameters_are_counted_without_allocating_exactly(multi, arch, config):
+    """The meta-device count is what the real model has (the oracle: build it)."""
+    counted = count_parameters(arch, config, multi.vocabulary)
+    assert counted == build_model(arch, config, multi.vocabulary).parameter_count() > 0
+
+
+def test_the_cap_sits_between_sane_and_absurd(multi):
+    assert count_parameters("gru", {"d_hidden": 1024}, multi.vocabulary) < MAX_PARAMETERS
+    assert count_parameters("gru", {"d_hidden": 5000}, multi.vocabulary) > MAX_PARAMETERS
+    assert count_parameters("gru", {"d_hidden": 10**9}, multi.vocabulary) == math.inf
+
+
+@pytest.mark.parametrize("setting", [
+    {"max_steps": 0}, {"max_steps": 2.5}, {"batch_size": True}, {"eval_every": 0},
+    {"valid_size": 0}, {"pool_size": -1}, {"save_every": -1}, {"lr": float("nan")},
+    {"lr": 0}, {"grad_clip": float("inf")}, {"target_accuracy": 2}, {"void_p": -0.1},
+    {"void_p": "0.5"},
+])
+def test_train_config_refuses_settings_naming_them(setting):
+    """Sweep files and jobs build TrainConfig from plain data, without click's checks."""
+    (name, value), = setting.items()
+    with pytest.raises(NumbenchError, match=f"field '{name}': must be"):
+        TrainConfig(**setting)
+
+
+# --- numbench show / pairs -n ---------------------------------------------------------------
+
+@pytest.mark.parametrize("verb", ["show", "pairs"])
+def test_a_negative_count_is_refused(verb):
+    assert "'-n': -5 is not in the range x>=0" in error_line(run(verb, "multi_object", "-n", "-5"))
+    res = run(verb, "multi_object", "-n", "2", "--json")  # and a count still counts
+    assert res.exit_code == 0
+    assert len(json.loads(res.stdout)["sequences" if verb == "show" else "pairs"]) == 2
+
+
+# --- sweep files ------------------------------------------------------------------------------
+
+TINY_TRAIN = {"max_steps": 3, "eval_every": 10_000, "valid_size": 10, "pool_size": 50}
+TINY_ENGINE = {"max_steps": 2, "eval_every": 2, "fits_per_forward": 16, "eval_chunk": 1000}
+
+
+def tiny_sweep(tmp_path) -> dict:
+    """A valid sweep that trains and evaluates in seconds (so a missing check is a fast
+    failure, not a long run)."""
+    return {"name": "bad", "results": str(tmp_path / "results"),
+            "models_dir": str(tmp_path / "runs"),
+            "train": {"archs": ["gru"], "tasks": ["single_object"], "seeds": [0], "widths": [8],
+                      "config": {"d_embed": 8, "d_readout": 8}, **TINY_TRAIN},
+            "evaluate": {"models": [], "seeds": [0], "quick": True, "engine": dict(TINY_ENGINE)}}
+
+
+def run_sweep(tmp_path, text: str, suffix: str):
+    spec = tmp_path / f"spec{suffix}"
+    spec.write_text(text)
+    line = error_line(run("sweep", spec, "--workers", "1"))
+    assert line.startswith(f"error: {spec}: ")
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+    return line
+
+
+def test_a_typo_in_a_toml_sweep_is_refused_not_defaulted(tmp_path):
+    """`qiuck = true` used to run the full protocol; now it names the key and the table."""
+    line = run_sweep(tmp_path, f"""
+results = '{tmp_path / "results"}'
+models_dir = '{tmp_path / "runs"}'
+[train]
+archs = ["gru"]
+tasks = ["single_object"]
+config = {{ d_embed = 8, d_hidden = 8, d_readout = 8 }}
+max_steps = 3
+[evaluate]
+qiuck = true
+engine = {{ max_steps = 2, eval_every = 2, fits_per_forward = 16, eval_chunk = 1000 }}
+""", ".toml")
+    assert "unknown key(s) 'qiuck' in [evaluate] (known: arch_modules, engine," in line
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda d: d["train"].update(seeds="abc"),
+     "field 'train.seeds': must be an integer >= 0 or a non-empty list of them, got 'abc'"),
+    (lambda d: d["evaluate"].update(seeds=[0, -1]), "field 'evaluate.seeds'"),
+    (lambda d: d["train"].update(seeds=[]), "field 'train.seeds'"),
+    (lambda d: d["train"].update(config="x"), "field 'train.config': must be a table, got 'x'"),
+    (lambda d: d["evaluate"].update(engine="fast"),
+     "field 'evaluate.engine': must be a table, got 'fast'"),
+    (lambda d: d["evaluate"].update(quick="false"),
+     "field 'evaluate.quick': must be true or false"),
+    (lambda d: d["train"].update(widths=["8"]), "field 'train.widths'"),
+    (lambda d: d["train"].update(arch_modules="plugin.py"), "field 'train.arch_modules'"),
+    (lambda d: d.update(name=3), "field 'name': must be a string"),
+    (lambda d: d.update(train=[1]), "field 'train': must be a table"),
+    (lambda d: d.update(resutls="x"), "unknown key(s) 'resutls' at the top level"),
+    (lambda d: d["train"].update(max_step=5), "unknown key(s) 'max_step' in [train]"),
+    (lambda d: d["evaluate"].update(qiuck=True, sweeep=True),
+     "unknown key(s) 'qiuck', 'sweeep' in [evaluate]"),
+    (lambda d: d["train"].pop("archs"), "[train] needs 'archs'"),
+    (lambda d: d["train"].update(max_steps=-5),
+     "field 'train.max_steps': must be an integer >= 1, got -5"),
+    (lambda d: d["train"].update(lr=float("nan")), "field 'train.lr': must be a finite number"),
+    (lambda d: d["train"]["config"].update(widht=8),
+     "field 'train.config': unknown config key 'widht' for gru"),
+    (lambda d: d["train"].update(widths=[10**9]), "over numbench's cap of 50,000,000"),
+    (lambda d: d["train"].update(tasks=["single_objet"]),
+     "field 'train.tasks': unknown task 'single_objet'"),
+    (lambda d: d["evaluate"]["engine"].update(fast=True),
+     "field 'evaluate.engine': unknown engine setting(s): fast"),
+    (lambda d: d["evaluate"].update(task="nope"), "field 'evaluate.task': unknown task 'nope'"),
+])
+def test_bad_sweep_keys_and_values_are_named(tmp_path, change, says):
+    doc = tiny_sweep(tmp_path)
+    change(doc)
+    assert says in run_sweep(tmp_path, json.dumps(doc), ".json")
+
+
+def test_a_sweep_file_must_be_a_table(tmp_path):
+    line = run_sweep(tmp_path, "[1, 2]", ".json")
+    assert "a sweep file holds a table of keys (a JSON object), not a list" in line
+
+
+def test_every_documented_sweep_key_is_accepted(tmp_path, monkeypatch):
+    """docs/sweeps.md's keys, all at once: planned, not refused (nothing runs)."""
+    from numbench.sweep import plan
+
+    monkeypatch.chdir(tmp_path)
+    doc = tiny_sweep(tmp_path)
+    doc["train"].update(archs="gru", tasks="single_object", seeds=1, widths=8, lr=1e-3,
+                        batch_size=4, target_accuracy=0.9, void_p=0.0, grad_clip=1.0,
+                        save_every=0, arch_modules=[])
+    doc["evaluate"].update(task="single_object", sweep=False, seeds=[0, 1], arch_modules=[])
+    p = plan(doc, tmp_path / "spec.json")
+    assert [j.spec["seed"] for j in p.train] == [1] and len(p.evaluate) == 2
+    assert p.train[0].spec["config"]["d_hidden"] == 8
+
+
+# --- tasks/pairs.lock -----------------------------------------------------------------------
+
+@pytest.fixture
+def tasks_copy(tmp_path, monkeypatch):
+    """A copy of tasks/ as NUMBENCH_TASKS_DIR, pair sets made afresh against its lock."""
+    from numbench import pairs as pairs_mod
+    from numbench.tasks import tasks_dir
+
+    copy = tmp_path / "tasks"
+    copy.mkdir()
+    for f in [*tasks_dir().glob("*.json"), tasks_dir() / "pairs.lock"]:
+        shutil.copy(f, copy / f.name)
+    monkeypatch.setenv("NUMBENCH_TASKS_DIR", str(copy))
+    pairs_mod._make_pairs.cache_clear()
+    yield copy
+    pairs_mod._make_pairs.cache_clear()
+
+
+@pytest.mark.parametrize("lock, says", [
+    ("[]", "must be a JSON object of pair-set key -> sha256, not a list"),
+    ('{"a": 3}', "field 'a': not a sha256 (64 hex digits): 3"),
+    ("{", "not a readable JSON file"),
+])
+def test_a_malformed_lock_is_one_line(tasks_copy, tmp_path, lock, says):
+    (tasks_copy / "pairs.lock").write_text(lock)
+    line = error_line(run("pairs", "multi_object", "-n", "1"))
+    assert line.startswith(f"error: {tasks_copy / 'pairs.lock'}: ") and says in line
+    board = tmp_path / "board.md"
+    line = error_line(run("leaderboard", "--submissions", tmp_path / "subs", "--out", board))
+    assert str(tasks_copy / "pairs.lock") in line and says in line
+    assert not board.exists()
+
+
+def test_a_result_whose_pair_set_is_not_locked_is_refused(tasks_copy, tmp_path, multi):
+    """A lock without the entry used to skip the check silently and admit the result."""
+    from numbench.pairs import make_pairs
+    from numbench.results import write_json_atomic
+
+    p = make_pairs(multi, "up_down", "count", "test")
+    write_json_atomic(tmp_path / "subs" / "tiny" / "result.json",
+                      hand_made_result(multi, {p.key: p.sha256}))
+    board = tmp_path / "board.md"
+    res = run("leaderboard", "--submissions", tmp_path / "subs", "--out", board, "--json")
+    assert res.exit_code == 0 and len(json.loads(res.stdout)["rows"]) == 1  # locked: admitted
+
+    lock = json.loads((tasks_copy / "pairs.lock").read_text())
+    del lock[p.key]
+    (tasks_copy / "pairs.lock").write_text(json.dumps(lock))
+    res = run("leaderboard", "--submissions", tmp_path / "subs", "--out", board, "--json")
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["rows"] == []
+    problem, = doc["skipped"]
+    assert problem["problem"] == (f"{tmp_path / 'subs' / 'tiny' / 'result.json'}: field "
+                                  f"'pairs.{p.key}': pair set has no entry in tasks/pairs.lock "
+                                  f"to check it against")
+
+
+def hand_made_result(task, pairs: dict) -> dict:
+    """A sealed current-protocol result of up_down on ``task`` that records ``pairs``."""
+    from numbench.evaluate import Settings
+    from numbench.protocol import PROTOCOL_DIGEST, PROTOCOL_VERSION
+    from numbench.results import seal
+    from numbench.scores import result_summary
+
+    def cell(variable, alignment, iia, control=None):
+        key = f"up_down/{variable}/{alignment}/k2/h/single" + (f"/{control}" if control else "")
+        return {"key": key, "program": "up_down", "variable": variable, "alignment": alignment,
+                "k": 2, "site": "h", "site_index": 0, "mode": "single", "control": control,
+                "ranked_k": True, "valid_iia": iia, "test_iia": iia, "steps": 10,
+                "stop_reason": "plateau", "pairs": {}}
+
+    cells = [cell(v, a, 0.75) for v in ("count", "phase") for a in ("orthogonal", "linear")]
+    cells += [cell(v, "orthogonal", 0.25, control="permuted") for v in ("count", "phase")]
+    doc = {
+        "schema_version": 1, "kind": "numbench-result", "ranked": True,
+        "versions": {"numbench": "test", "protocol": PROTOCOL_VERSION,
+                     "protocol_sha256": PROTOCOL_DIGEST},
+        "settings": Settings().to_json(),
+        "task": {"name": task.name, "version": task.version, "split_sha256": task.split_hashes},
+        "model": {"file": "tiny.pt", "sha256": "ab" * 32, "arch": "gru", "parameters": 123},
+        "task_accuracy": {"iid": 1.0, "holdout": 0.9}, "gate": {"passed": True}, "pairs": pairs,
+        "cells": cells,
+        "no_interchange": {"up_down": {v: {"valid": 0.1, "test": 0.1} for v in ("count", "phase")}},
+        "wall_seconds": {},
+    }
+    doc["summary"] = result_summary(doc)
+    return seal(doc)
