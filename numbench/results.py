@@ -10,11 +10,16 @@ caught without a re-run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import tempfile
+from importlib import resources
 from pathlib import Path
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
 
 from .errors import NumbenchError
 from .hashing import sha256_json
@@ -186,10 +191,66 @@ def _check_fractions(tree: object, path: str | Path, field: str, depth: int) -> 
         _check_fractions(sub, path, f"{field}.{key}", depth - 1)
 
 
+@functools.cache
+def result_schema_validator() -> Draft202012Validator:
+    """The published result schema, ``numbench/schemas/result.schema.json`` (package data)."""
+    text = resources.files("numbench").joinpath("schemas/result.schema.json").read_text("utf-8")
+    return Draft202012Validator(json.loads(text))
+
+
+#: JSON Schema type → the word the hand-written checks use
+_TYPE_WORDS = {"integer": "int", "string": "str", "boolean": "bool", "number": "a number",
+               "object": "an object", "array": "a list", "null": "null"}
+
+
+def _json_path(parts) -> str:
+    """cells[3].test_iia for ("cells", 3, "test_iia")."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_problem(error: ValidationError) -> tuple[str, str]:
+    """(field, one-line why) of a schema error, in the words of the hand-written checks."""
+    short = lambda x: json.dumps(x)[:40]
+    parts, schema, kind = list(error.absolute_path), error.schema, error.validator
+    if kind == "required":
+        parts.append(next(k for k in error.validator_value if k not in error.instance))
+        return _json_path(parts), "missing field"
+    if kind == "additionalProperties":
+        known = set(schema.get("properties", {}))
+        parts.append(sorted((k for k in error.instance if k not in known), key=str)[0])
+        return _json_path(parts), "unknown field (not in docs/result-schema.md)"
+    if schema.get("minimum") == 0 and schema.get("maximum") == 1:
+        return _json_path(parts), "must be a number in [0, 1]"
+    if kind == "type":
+        types = error.validator_value
+        types = types if isinstance(types, list) else [types]
+        return _json_path(parts), (f"must be {' or '.join(_TYPE_WORDS[t] for t in types)}, "
+                                   f"not {short(error.instance)}")
+    if kind in ("const", "enum"):
+        allowed = [error.validator_value] if kind == "const" else error.validator_value
+        return _json_path(parts), (f"must be {' or '.join(map(json.dumps, allowed))}, "
+                                   f"not {short(error.instance)}")
+    if kind == "pattern":
+        return _json_path(parts), f"must match {error.validator_value}, not {short(error.instance)}"
+    return _json_path(parts), error.message.splitlines()[0][:100]
+
+
+def _check_schema(doc: object, path: str | Path) -> None:
+    error = best_match(result_schema_validator().iter_errors(doc))
+    if error is not None:
+        field, why = _schema_problem(error)
+        raise NumbenchError(why, path=path, field=field or None)
+
+
 def validate_result(doc: object, path: str | Path = "<result>") -> dict:
-    """Check a result document's structure; raise a one-line NumbenchError if wrong."""
+    """Check a result document's structure: the published schema first, then what a schema
+    cannot say (NaN is not in [0, 1]); raise a one-line NumbenchError if wrong."""
     if not isinstance(doc, dict):
         raise NumbenchError("a result must be a JSON object", path=path)
+    _check_schema(doc, path)
     _check_fields(doc, _TOP, path)
     for key, spec in _NESTED.items():
         _check_fields(doc[key], spec, path, prefix=f"{key}.")
