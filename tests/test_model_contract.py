@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from numbench.accuracy import free_running_correct, sequence_correct
-from numbench.models import left_align
+from numbench.models.checks import (check_noop, check_prefix_edit, check_resume, check_shapes,
+                                   check_single_edit)
 from numbench.sequences import generate
 
 from models_helpers import ARCHS, oracle, tiny
@@ -22,73 +23,24 @@ def ids(request):
 @pytest.mark.parametrize("mode", ["single", "prefix"])
 def test_noop_interchange_reproduces_plain_logits(arch, mode, multi, ids):
     model = tiny(arch, multi)
-    plain = model.run(ids)
-    assert plain.shape == (*ids.shape, len(multi.vocabulary))
-    pos = torch.tensor([1, 2, 3, 5, 8, 4])
-    for site in model.sites:
-        out = model.run(ids, site, pos, lambda h, rows, t: h, mode)
-        assert (out - plain).abs().max() <= 1e-5, site
+    check_shapes(model, ids)
+    check_noop(model, ids, torch.tensor([1, 2, 3, 5, 8, 4]), mode)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_single_edit_matches_hook_oracle_and_changes_only_the_future(arch, multi, ids):
-    model = tiny(arch, multi)
-    torch.manual_seed(1)
-    pos = torch.tensor([1, 2, 3, 5, 8, 4])
-    plain = model.run(ids)
-    for site, d in model.sites.items():
-        new = torch.randn(len(ids), d)
-        got = model.run(ids, site, pos, lambda h, rows, t: new[rows], "single")
-        want = oracle(model, ids, site, lambda b, t, h: new[b] if t == pos[b] else None)
-        assert (got - want).abs().max() <= 1e-5, site
-        for b, i in enumerate(pos.tolist()):
-            assert torch.equal(got[b, :i], plain[b, :i])  # nothing before i changes
-            assert (got[b, i:] - plain[b, i:]).abs().max() > 1e-3  # non-vacuity
+    check_single_edit(tiny(arch, multi), ids, torch.tensor([1, 2, 3, 5, 8, 4]), oracle)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_prefix_edit_matches_oracle_position_by_position(arch, multi, ids):
-    model = tiny(arch, multi)
-    torch.manual_seed(2)
-    pos = torch.tensor([2, 1, 3, 0, 4, 2])
-    plain = model.run(ids)
-    for site, d in model.sites.items():
-        src = torch.randn(len(ids), ids.shape[1], d)
-        mix = lambda h, s: 0.5 * (h + s)  # depends on the current activation h
-        got = model.run(ids, site, pos, lambda h, rows, t: mix(h, src[rows, t]), "prefix")
-        want = oracle(model, ids, site,
-                      lambda b, t, h: mix(h, src[b, t]) if t <= pos[b] else None)
-        assert (got - want).abs().max() <= 1e-5, site
-        assert (got - plain).abs().max() > 1e-3
+    check_prefix_edit(tiny(arch, multi), ids, torch.tensor([2, 1, 3, 0, 4, 2]), oracle)
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm", "rnn"])
 def test_resume_restarts_from_an_edited_state_without_the_prefix(arch, multi, ids):
-    model = tiny(arch, multi)
-    pos = torch.tensor([3, 1, 2, 6, 5, 4])
-    site = "hidden"
-    h = model.activations(ids, site)[torch.arange(len(ids)), pos]
-    resumed = model.resume(site, h, left_align(ids, pos + 1))
-    plain = model.run(ids)
-    for b, i in enumerate(pos.tolist()):
-        n = ids.shape[1] - i
-        assert (resumed[b, :n] - plain[b, i:]).abs().max() <= 1e-5
-    # the packed path: rows sorted by how many positions they need, logits at select only
-    lengths = torch.tensor([9, 7, 7, 4, 2, 1])
-    select = torch.arange(resumed.shape[1])[None, :] < lengths[:, None]
-    select[1, 3] = False  # a hole inside a row is allowed
-    packed = model.resume(site, h, left_align(ids, pos + 1), select, lengths.tolist())
-    assert packed.shape == (int(select.sum()), len(multi.vocabulary))
-    assert (packed - resumed[select]).abs().max() <= 1e-5
-    # a row that needs no position at all (last, as the sort puts it)
-    lengths[-1], select[-1] = 0, False
-    packed = model.resume(site, h, left_align(ids, pos + 1), select, lengths.tolist())
-    assert (packed - resumed[select]).abs().max() <= 1e-5
-    if model.bf16_training:  # a bf16 training step: rows padded to few shapes, same places
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model.resume(site, h, left_align(ids, pos + 1), select, lengths.tolist())
-        assert low.shape == packed.shape
-        assert 0 < (low.float() - packed).abs().max() <= 0.05 * packed.abs().max()
+    check_resume(tiny(arch, multi), ids, torch.tensor([3, 1, 2, 6, 5, 4]),
+                 lengths=torch.tensor([9, 7, 7, 4, 2, 1]))
 
 
 @pytest.mark.parametrize("site", ["embed", "block0", "block1"])

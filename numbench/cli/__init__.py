@@ -22,8 +22,9 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 #: importing the ``numbench`` script again.
 VERBS = {"tasks": "tasks_cmd", "show": "show_cmd", "pairs": "pairs_cmd", "train": "train_cmd",
          "accuracy": "accuracy_cmd", "evaluate": "evaluate_cmd", "verify": "verify_cmd",
-         "leaderboard": "leaderboard_cmd", "compare": "compare_cmd", "plot": "plot_cmd",
-         "sweep": "sweep_cmd", "trajectory": "trajectory_cmd"}
+         "check-model": "check_model_cmd", "leaderboard": "leaderboard_cmd",
+         "compare": "compare_cmd", "plot": "plot_cmd", "sweep": "sweep_cmd",
+         "trajectory": "trajectory_cmd"}
 
 
 #: each verb's one-line summary for ``numbench --help``, which then imports no verb (all
@@ -40,6 +41,8 @@ SUMMARIES = {
     "verify": "Check RESULT_FILE against MODEL_FILE: the model's sha256, then a full re-run "
               "of the recorded evaluation (same protocol, seed and settings), number by "
               "number.",
+    "check-model": "Check that MODEL_OR_ARCH meets the model contract, and say how to fix "
+                   "what fails.",
     "leaderboard": "Rebuild leaderboard.md from every result file under submissions/.",
     "compare": "Compare alignment functions (orthogonal, linear, sd_linear, full, random) per "
                "model, program and variable: test IIA, permuted-variable control, "
