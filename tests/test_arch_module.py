@@ -19,7 +19,7 @@ from numbench.cli import main
 KNOWN_ANSWER = str(Path(__file__).resolve().parent / "known_answer.py")
 TINY_ENGINE = ["--engine", "max_steps=6", "--engine", "eval_every=3",
                "--engine", "fits_per_forward=16", "--engine", "eval_chunk=1000"]
-MODEL_VERBS = ["train", "accuracy", "evaluate", "verify", "sweep", "trajectory"]
+MODEL_VERBS = ["train", "accuracy", "evaluate", "verify", "sweep", "trajectory", "check-model"]
 
 
 def numbench(*args, cwd) -> subprocess.CompletedProcess:
