@@ -15,6 +15,7 @@ from numbench.cli import main
 from numbench.errors import NumbenchError
 from numbench.models.registry import build_model, count_parameters
 from numbench.training import MAX_PARAMETERS, TrainConfig
+from test_board_trust import hand_made_result
 
 
 def run(*args):
@@ -256,7 +257,7 @@ def test_a_result_whose_pair_set_is_not_locked_is_refused(tasks_copy, tmp_path, 
 
     p = make_pairs(multi, "up_down", "count", "test")
     write_json_atomic(tmp_path / "subs" / "tiny" / "result.json",
-                      hand_made_result(multi, {p.key: p.sha256}))
+                      hand_made_result(task=multi, pairs={p.key: p.sha256}))
     board = tmp_path / "board.md"
     res = run("leaderboard", "--submissions", tmp_path / "subs", "--out", board, "--json")
     assert res.exit_code == 0 and len(json.loads(res.stdout)["rows"]) == 1  # locked: admitted
@@ -271,35 +272,3 @@ def test_a_result_whose_pair_set_is_not_locked_is_refused(tasks_copy, tmp_path, 
     assert problem["problem"] == (f"{tmp_path / 'subs' / 'tiny' / 'result.json'}: field "
                                   f"'pairs.{p.key}': pair set has no entry in tasks/pairs.lock "
                                   f"to check it against")
-
-
-def hand_made_result(task, pairs: dict) -> dict:
-    """A sealed current-protocol result of up_down on ``task`` that records ``pairs``."""
-    from numbench.evaluate import Settings
-    from numbench.protocol import PROTOCOL_DIGEST, PROTOCOL_VERSION
-    from numbench.results import seal
-    from numbench.scores import result_summary
-
-    def cell(variable, alignment, iia, control=None):
-        key = f"up_down/{variable}/{alignment}/k2/h/single" + (f"/{control}" if control else "")
-        return {"key": key, "program": "up_down", "variable": variable, "alignment": alignment,
-                "k": 2, "site": "h", "site_index": 0, "mode": "single", "control": control,
-                "ranked_k": True, "valid_iia": iia, "test_iia": iia, "steps": 10,
-                "stop_reason": "plateau", "pairs": {}}
-
-    cells = [cell(v, a, 0.75) for v in ("count", "phase") for a in ("orthogonal", "linear")]
-    cells += [cell(v, "orthogonal", 0.25, control="permuted") for v in ("count", "phase")]
-    doc = {
-        "schema_version": 1, "kind": "numbench-result", "ranked": True,
-        "versions": {"numbench": "test", "protocol": PROTOCOL_VERSION,
-                     "protocol_sha256": PROTOCOL_DIGEST},
-        "settings": Settings().to_json(),
-        "task": {"name": task.name, "version": task.version, "split_sha256": task.split_hashes},
-        "model": {"file": "tiny.pt", "sha256": "ab" * 32, "arch": "gru", "parameters": 123},
-        "task_accuracy": {"iid": 1.0, "holdout": 0.9}, "gate": {"passed": True}, "pairs": pairs,
-        "cells": cells,
-        "no_interchange": {"up_down": {v: {"valid": 0.1, "test": 0.1} for v in ("count", "phase")}},
-        "wall_seconds": {},
-    }
-    doc["summary"] = result_summary(doc)
-    return seal(doc)

@@ -30,9 +30,10 @@ def cell(variable, alignment, test_iia, control=None):
             "stop_reason": "plateau", "pairs": {}}
 
 
-def hand_made_result(arch="gru", test_iia=0.75) -> dict:
-    """A sealed, ranked, current-protocol result of up_down; symbol score = test_iia."""
-    task = load_task("multi_object")
+def hand_made_result(arch="gru", test_iia=0.75, task=None, pairs=None) -> dict:
+    """A sealed, ranked, current-protocol result of up_down on ``task`` (multi_object)
+    that records ``pairs`` (none); symbol score = test_iia."""
+    task = task or load_task("multi_object")
     cells = [cell(var, align, test_iia) for var in ("count", "phase")
              for align in ("orthogonal", "linear")]
     cells += [cell(var, "orthogonal", 0.25, control="permuted") for var in ("count", "phase")]
@@ -43,7 +44,7 @@ def hand_made_result(arch="gru", test_iia=0.75) -> dict:
         "settings": Settings().to_json(),
         "task": {"name": task.name, "version": task.version, "split_sha256": task.split_hashes},
         "model": {"file": "tiny.pt", "sha256": "ab" * 32, "arch": arch, "parameters": 123},
-        "task_accuracy": {"iid": 1.0, "holdout": 0.9}, "gate": {"passed": True}, "pairs": {},
+        "task_accuracy": {"iid": 1.0, "holdout": 0.9}, "gate": {"passed": True}, "pairs": pairs or {},
         "cells": cells,
         "no_interchange": {"up_down": {v: {"valid": 0.1, "test": 0.1} for v in ("count", "phase")}},
         "wall_seconds": {},
