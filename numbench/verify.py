@@ -20,7 +20,7 @@ from .evaluate import Settings, evaluate
 from .machine import bf16_products, cpu_description, other_cpu_note
 from .models.files import model_sha256
 from .protocol import PROTOCOL_VERSION
-from .results import result_digest, validate_result, write_json_atomic
+from .results import read_json, result_digest, validate_result, write_json_atomic
 from .submissions import VERIFY_NAME
 from .version import __version__
 
@@ -105,11 +105,7 @@ def slow_replay_note(result_path: str | Path) -> str | None:
 def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Verification:
     """Re-run the recorded evaluation of ``model_path``; record the outcome beside the result."""
     result_path = Path(result_path)
-    try:
-        doc = json.loads(result_path.read_text())
-    except (OSError, ValueError) as e:
-        raise NumbenchError(f"cannot read result ({e})", path=result_path) from None
-    validate_result(doc, result_path)
+    doc = validate_result(read_json(result_path), result_path)  # one line if unreadable
     if doc["versions"]["protocol"] != PROTOCOL_VERSION:
         raise NumbenchError(f"made under protocol {doc['versions']['protocol']}; this numbench "
                             f"runs protocol {PROTOCOL_VERSION}", path=result_path,
