@@ -151,6 +151,9 @@ def test_markdown_html_escapes_before_it_marks_up():
 def test_html_alone_leaves_the_markdown_board_alone(board, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
+    res = runner.invoke(main, ["leaderboard", "--submissions", "submissions", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["rows"]
+    assert not (tmp_path / "leaderboard.md").exists()  # --json prints, writes nothing
     res = runner.invoke(main, ["leaderboard", "--submissions", "submissions", "--html", "page.html"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "page.html").exists() and not (tmp_path / "leaderboard.md").exists()

@@ -46,7 +46,8 @@ def _page_plots(subs) -> dict[str, list[bytes]]:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write a self-contained HTML page (sortable tables, plots inlined) "
                    "instead of the Markdown; add --out to write both.")
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the rows as JSON; writes a file only with --out or --html.")
 def command(root: str, out: str | None, html_path: str | None, as_json: bool) -> None:
     """Rebuild leaderboard.md from every result file under submissions/.
 
@@ -60,7 +61,7 @@ def command(root: str, out: str | None, html_path: str | None, as_json: bool) ->
     subs, problems = collect(root)
     for _, msg in problems:
         stderr.print(f"[yellow]skipped[/] {escape(msg)}", highlight=False)
-    if out is None and html_path is None:
+    if out is None and html_path is None and not as_json:
         out = "leaderboard.md"
     if out:
         write_text_atomic(out, render_markdown(subs, problems))
