@@ -278,6 +278,12 @@ BAD_CONTENT = [
     ("nan", _nan, "tensor 'readout.2.bias' has NaN or inf values", False),
     ("inf", _tensor("rnn.bias_hh_l0", torch.full((24,), float("inf"))),
      "tensor 'rnn.bias_hh_l0' has NaN or inf values", False),
+    ("meta-tensor", _tensor("embed.weight", torch.zeros(9, 8, device="meta")),
+     "tensor 'embed.weight' holds no data (meta device)", True),
+    ("nested-tensor", _tensor("rnn.bias_hh_l0", torch.nested.nested_tensor([torch.zeros(24)])),
+     "tensor 'rnn.bias_hh_l0' is not a dense tensor", True),
+    ("float8-tensor", _tensor("embed.weight", torch.zeros(9, 8).to(torch.float8_e4m3fn)),
+     "tensor 'embed.weight' has dtype torch.float8_e4m3fn", False),
 ]
 
 

@@ -229,6 +229,10 @@ def check_task(meta: ModelMeta, task: Task, path: str | Path) -> None:
             raise NumbenchError(why, path=path)
 
 
+#: the float dtypes a model file's tensors may have (each loads into a float32 parameter)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _check_state(model: NumbenchModel, state: dict, path: Path) -> None:
     """Names, shapes, dtypes and finiteness, each reported by tensor name."""
     expected = model.state_dict()
@@ -242,8 +246,14 @@ def _check_state(model: NumbenchModel, state: dict, path: Path) -> None:
                             f"{model.arch}: {', '.join(extra[:5])}", path=path)
     for key, want in expected.items():
         got = state[key]
-        if got.layout != torch.strided:
+        if got.is_nested or got.layout != torch.strided:
             raise NumbenchError(f"tensor '{key}' is not a dense tensor", path=path)
+        if got.device.type != "cpu":
+            raise NumbenchError(f"tensor '{key}' holds no data ({got.device.type} device)",
+                                path=path)
+        if got.is_floating_point() and got.dtype not in FLOAT_DTYPES:
+            raise NumbenchError(f"tensor '{key}' has dtype {got.dtype}, expected one of "
+                                f"{', '.join(map(str, FLOAT_DTYPES))}", path=path)
         if got.shape != want.shape:
             raise NumbenchError(f"tensor '{key}' has shape {tuple(got.shape)}, expected "
                                 f"{tuple(want.shape)}", path=path)
