@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import stat
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -66,12 +67,27 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     return out
 
 
+#: the largest JSON file numbench reads (results are well under 1 MB; a sweep's ~10 MB)
+MAX_JSON_BYTES = 64 * 2**20
+
+
 def read_json(path: str | Path) -> object:
-    """A JSON file's content; one-line NumbenchError when it cannot be read, is not JSON, or
-    repeats a key in one object (readers disagree on which value counts)."""
+    """A JSON file's content; one-line NumbenchError when it is not a regular file of at most
+    ``MAX_JSON_BYTES`` (a FIFO or /dev/zero would hang or fill memory), cannot be read, is
+    not JSON, nests too deep, or repeats a key in one object (readers disagree on which
+    value counts)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"),
-                          object_pairs_hook=_object_without_duplicate_keys)
+        info = os.stat(path)  # before opening: opening a FIFO waits for a writer
+        if not stat.S_ISREG(info.st_mode):
+            raise NumbenchError("not a regular file", path=path)
+        if info.st_size > MAX_JSON_BYTES:
+            raise NumbenchError(f"{info.st_size:,} bytes, more than the {MAX_JSON_BYTES:,} a "
+                                "numbench JSON file may have", path=path)
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1).decode("utf-8")
+        return json.loads(data, object_pairs_hook=_object_without_duplicate_keys)
+    except RecursionError:
+        raise NumbenchError("JSON nested too deep", path=path) from None
     except OSError as e:
         raise NumbenchError(f"cannot read ({e.strerror})", path=path) from None
     except _DuplicateKey as e:

@@ -217,3 +217,33 @@ def test_the_verified_mark_is_bound_to_this_result_and_model(tmp_path, record, s
     subs, problems = collect(tmp_path)
     [row] = overall_rows(render_markdown(subs, problems))
     assert ("✓" in row) is shown and subs[0].verified is shown
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-big", "too-deep"])
+def test_a_result_that_is_no_regular_small_json_file_is_refused_in_one_line(tmp_path, kind,
+                                                                            monkeypatch):
+    """A FIFO would hang a reader, /dev/zero fill its memory, deep nesting overflow its stack."""
+    import os
+
+    import numbench.results as results
+
+    path = tmp_path / "m" / "result.json"
+    path.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(path)
+        phrase = "not a regular file"
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+        phrase = "not a regular file"
+    elif kind == "too-big":
+        monkeypatch.setattr(results, "MAX_JSON_BYTES", 100)
+        path.write_text(json.dumps(hand_made_result()))
+        phrase = "more than the 100"
+    else:
+        path.write_text("[" * 200_000 + "]" * 200_000)
+        phrase = "nested too deep"
+    with pytest.raises(NumbenchError, match=phrase) as info:
+        load_result(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    subs, problems = collect(tmp_path)  # the board skips it and goes on
+    assert not subs and phrase.split()[0] in problems[0][1]
