@@ -96,12 +96,23 @@ def is_verified(result_path: Path, doc: dict) -> bool:
             and record.get("model_sha256") == doc["model"]["sha256"])
 
 
+def _check_name(path: Path) -> None:
+    """A result's path must be text the board can print: a folder name of bytes that are not
+    UTF-8 (a str with surrogate escapes) would break writing the board."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise NumbenchError("folder name is not valid UTF-8", path=shown) from None
+
+
 def collect(root: str | Path = "submissions") -> tuple[list[Submission], list[tuple[Path, str]]]:
     """(admitted submissions, [(path, one-line problem)]) for every result under root."""
     read_lock()  # a broken lock is this checkout's problem, not every result's: raise
     good, problems = [], []
     for path in result_paths(root):
         try:
+            _check_name(path)
             doc = load_result(path)
             check_hashes(doc, path)
         except NumbenchError as e:

@@ -247,3 +247,20 @@ def test_a_result_that_is_no_regular_small_json_file_is_refused_in_one_line(tmp_
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     subs, problems = collect(tmp_path)  # the board skips it and goes on
     assert not subs and phrase.split()[0] in problems[0][1]
+
+
+def test_a_folder_whose_name_is_not_utf8_is_skipped_and_the_board_written(tmp_path):
+    import os
+
+    write(tmp_path, "honest", hand_made_result())
+    bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9")  # Latin-1, not UTF-8
+    os.mkdir(bad)
+    write_json_atomic(os.path.join(os.fsdecode(bad), "result.json"), hand_made_result())
+    board = tmp_path / "board.md"
+    res = CliRunner().invoke(main, ["leaderboard", "--submissions", str(tmp_path), "--out",
+                                    str(board), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [r["model"] for r in doc["rows"]] == ["honest"]
+    assert "folder name is not valid UTF-8" in doc["skipped"][0]["problem"]
+    assert "caf\ufffd" in board.read_text(encoding="utf-8")
