@@ -146,20 +146,44 @@ def write_json_atomic(path: str | Path, doc: dict) -> None:
     write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def check_writable(path: str | Path) -> None:
+    """Raise a one-line NumbenchError unless a file could be written at ``path``: checked
+    before work whose result would be lost at the end. Creates nothing: it probes the
+    nearest folder that exists (where the missing ones would be made)."""
+    path = Path(path).absolute()
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, f"{folder} is not a folder")
+        fd, tmp = tempfile.mkstemp(prefix=".numbench-", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise NumbenchError(f"cannot write here ({e.strerror})", path=path) from None
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``; a failure
+    (read-only folder, full disk, a file where a folder should be) is a one-line
+    NumbenchError and leaves what was at ``path`` as it was."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is for sharing
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise NumbenchError(f"cannot write ({e.strerror})", path=path) from None
         raise
 
 

@@ -1,12 +1,14 @@
-"""Bad input gets one line and exit code 2, and nothing is written (#27): training options
-and model size, ``show``/``pairs -n``, sweep files, and ``tasks/pairs.lock``.
+"""Bad input gets one line and exit code 2, and nothing is written: training options and
+model size, ``show``/``pairs -n``, sweep files, ``tasks/pairs.lock``, unwritable outputs.
 
 Every input here is fed through the CLI as a user would give it; none trains or evaluates
 for more than a few steps of a tiny model, even when the check it tests is missing."""
 
+import dataclasses
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +18,8 @@ from numbench.errors import NumbenchError
 from numbench.models.registry import build_model, count_parameters
 from numbench.training import MAX_PARAMETERS, TrainConfig
 from test_board_trust import hand_made_result
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args):
@@ -272,3 +276,61 @@ def test_a_result_whose_pair_set_is_not_locked_is_refused(tasks_copy, tmp_path, 
     assert problem["problem"] == (f"{tmp_path / 'subs' / 'tiny' / 'result.json'}: field "
                                   f"'pairs.{p.key}': pair set has no entry in tasks/pairs.lock "
                                   f"to check it against")
+
+
+def test_an_output_under_a_regular_file_is_refused_before_any_work(tmp_path, multi):
+    """--out whose folder is a file: one line naming it, exit 2, before training,
+    evaluating, plotting or building the board (running as root, a read-only folder would
+    still be writable, so the file stands in for every unwritable place)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" / "x"
+    cases = [
+        ["train", "--arch", "gru", "--task", "multi_object", "--out", f"{out}.pt",
+         "--max-steps", "1"],
+        ["evaluate", str(ROOT / "baselines" / "gru_multi_object_s0.pt"), "--quick", "--out",
+         f"{out}.json"],
+        ["leaderboard", "--submissions", str(tmp_path / "none"), "--out", f"{out}.md"],
+        ["plot", str(ROOT / "submissions" / "gru_multi_object_s0_quick" / "result.json"),
+         "--out", str(out)],
+    ]
+    for args in cases:
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2, (args, res.output)
+        line, = res.stderr.strip().splitlines()
+        assert "cannot write here" in line and str(blocker) in line, line
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_result_that_cannot_be_written_keeps_the_finished_fits(tmp_path, monkeypatch):
+    """A disk that fills before the result is written: the partial file keeps every
+    finished stage and the one-line error says how to finish with --resume."""
+    import numbench.cli.evaluate_cmd as cmd
+    import numbench.evaluate as ev
+    from numbench.results import write_json_atomic as real
+
+    from evaluate_helpers import TINY_ENGINE
+    from numbench.evaluate import Settings
+
+    monkeypatch.setattr(ev.Settings, "make", classmethod(lambda cls, **kw: Settings(
+        quick=True, engine=dataclasses.replace(TINY_ENGINE, **kw.get("engine", {})))))
+
+    def full_disk(path, doc):
+        if Path(path).suffix == ".json":
+            raise NumbenchError("cannot write (No space left on device)", path=path)
+        real(path, doc)
+
+    monkeypatch.setattr(cmd, "write_json_atomic", full_disk)
+    out = tmp_path / "r" / "result.json"
+    model = tmp_path / "m.pt"
+    from models_helpers import tiny
+    from numbench.models.files import save_model
+    from numbench.tasks import load_task
+
+    task = load_task("multi_object")
+    save_model(tiny("gru", task), model, task=task, seed=0)
+    res = CliRunner().invoke(main, ["evaluate", str(model), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 2
+    line, = res.stderr.strip().splitlines()[-1:]
+    assert "No space left" in line and "--resume" in line and f"{out}.partial" in line
+    assert Path(f"{out}.partial").exists() and not out.exists()

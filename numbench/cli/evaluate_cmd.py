@@ -12,7 +12,8 @@ from rich.table import Table
 
 from ..das import EngineConfig
 from ..evaluate import GateFailed, Settings, evaluate
-from ..results import write_json_atomic
+from ..errors import NumbenchError
+from ..results import check_writable, write_json_atomic
 from . import EXIT_FAILED, Terminated
 from .options import arch_module_option, json_option
 from .output import print_json, stderr, stdout
@@ -114,6 +115,7 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
             + ("_engine" if engine_settings else ""))  # never in place of a protocol run
     out = Path(out) if out else Path("submissions") / name / "result.json"
     partial = out.with_name(out.name + ".partial")
+    check_writable(out)  # before the fits, not after
     if not resume:
         partial.unlink(missing_ok=True)
     elif not partial.exists():
@@ -152,7 +154,13 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
                 stderr.print(f"completed stages kept in {partial}: the same command with "
                              "--resume reuses them", highlight=False, soft_wrap=True)
             raise
-    write_json_atomic(out, doc)
+    try:
+        write_json_atomic(out, doc)
+    except NumbenchError as e:
+        if partial.exists():  # every finished stage is there
+            raise NumbenchError(f"{e}; the finished fits are kept in {partial}: the same "
+                                "command with --resume writes the result") from None
+        raise
     partial.unlink(missing_ok=True)
     if as_json:
         print_json(doc)

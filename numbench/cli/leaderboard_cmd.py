@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 
 from ..leaderboard import rank, render_html, render_markdown, summary_row
-from ..results import write_text_atomic
+from ..results import check_writable, write_text_atomic
 from ..submissions import collect
 from .output import print_json, stderr, stdout
 
@@ -58,6 +58,9 @@ def command(root: str, out: str | None, html_path: str | None, as_json: bool) ->
 
     Example: numbench leaderboard --html leaderboard.html
     """
+    for path in (out, html_path):
+        if path:
+            check_writable(path)  # before reading every result
     subs, problems = collect(root)
     for _, msg in problems:
         stderr.print(f"[yellow]skipped[/] {escape(msg)}", highlight=False)

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from ..errors import NumbenchError
 from ..plots import KINDS, plot_result
-from ..results import load_result
+from ..results import check_writable, load_result
 from .output import print_json, stderr, stdout
 
 
@@ -55,6 +55,8 @@ def command(results, out_dir, kinds, as_json) -> None:
             raise NumbenchError(f"{other} and {path} would both write {folder / name}-*.png: "
                                 "plot them to different --out folders")
         todo.append((path, load_result(path), folder, name))
+    for _, _, folder, name in todo:  # every folder writable before any is drawn
+        check_writable(folder / f"{name}-k.png")
     written, skipped = [], []
     for path, doc, folder, name in todo:
         paths, why = plot_result(doc, folder, kinds or KINDS, name=name)

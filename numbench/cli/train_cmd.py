@@ -13,6 +13,7 @@ from rich.table import Table
 from ..accuracy import split_accuracies
 from ..errors import NumbenchError
 from ..models.files import save_model
+from ..results import check_writable
 from ..tasks import load_task
 from ..training import TrainConfig, check_model_size, train
 from .options import arch_module_option, json_option
@@ -78,6 +79,7 @@ def command(arch, task_name, seed, out, overrides, max_steps, batch_size, lr, ta
     task = load_task(task_name)
     config = parse_overrides(overrides)
     check_model_size(arch, config, task.vocabulary)  # before any progress bar is drawn
+    check_writable(out)  # before training, not after
     tc = TrainConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, void_p=void_p,
                      target_accuracy=target_accuracy, save_every=save_every)
     ckpt_dir = out.with_suffix("").with_name(out.stem + ".checkpoints")
