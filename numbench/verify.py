@@ -92,8 +92,8 @@ def slow_replay_note(result_path: str | Path) -> str | None:
     bf16 dot products and this one has none: torch emulates them, ~30× slower (None when
     not, or when the file cannot be read: ``verify`` then says why)."""
     try:
-        engine = json.loads(Path(result_path).read_text())["settings"]["engine"]
-    except (OSError, ValueError, KeyError, TypeError):
+        engine = read_json(result_path)["settings"]["engine"]
+    except (NumbenchError, KeyError, TypeError):
         return None
     if not isinstance(engine, dict) or engine.get("train_precision") != "bf16" or bf16_products():
         return None
