@@ -3,8 +3,8 @@
 Ranking rule: symbol score, highest first; ties broken by holdout accuracy, then by model
 name (so the order never depends on the file system). Only ranked (non-``--quick``) results
 of the current protocol version are ranked; others are listed apart. The output has no
-timestamps: the same result files give a byte-identical ``leaderboard.md``. Scores come from
-each result's cells (:attr:`Submission.summary`), and every text from a result file is
+timestamps: the same result files give a byte-identical ``leaderboard.md``. Scores are what
+each result's cells give (:attr:`Submission.summary`), and every text from a result file is
 escaped, so a name can neither inject HTML nor break a table.
 """
 
