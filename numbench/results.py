@@ -71,11 +71,9 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
 MAX_JSON_BYTES = 64 * 2**20
 
 
-def read_json(path: str | Path) -> object:
-    """A JSON file's content; one-line NumbenchError when it is not a regular file of at most
-    ``MAX_JSON_BYTES`` (a FIFO or /dev/zero would hang or fill memory), cannot be read, is
-    not JSON, nests too deep, or repeats a key in one object (readers disagree on which
-    value counts)."""
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes; one-line NumbenchError when it is not a regular file of at most
+    ``MAX_JSON_BYTES`` (a FIFO or /dev/zero would hang or fill memory) or cannot be read."""
     try:
         info = os.stat(path)  # before opening: opening a FIFO waits for a writer
         if not stat.S_ISREG(info.st_mode):
@@ -84,15 +82,23 @@ def read_json(path: str | Path) -> object:
             raise NumbenchError(f"{info.st_size:,} bytes, more than the {MAX_JSON_BYTES:,} a "
                                 "numbench JSON file may have", path=path)
         with open(path, "rb") as f:
-            data = f.read(MAX_JSON_BYTES + 1).decode("utf-8")
-        return json.loads(data, object_pairs_hook=_object_without_duplicate_keys)
-    except RecursionError:
-        raise NumbenchError("JSON nested too deep", path=path) from None
+            return f.read(MAX_JSON_BYTES + 1)
     except OSError as e:
         raise NumbenchError(f"cannot read ({e.strerror})", path=path) from None
+
+
+def read_json(path: str | Path) -> object:
+    """A JSON file's content; one-line NumbenchError when it cannot be read (see
+    :func:`read_bytes`), is not JSON, nests too deep, or repeats a key in one object
+    (readers disagree on which value counts)."""
+    data = read_bytes(path)
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_object_without_duplicate_keys)
+    except RecursionError:
+        raise NumbenchError("JSON nested too deep", path=path) from None
     except _DuplicateKey as e:
         raise NumbenchError(f"duplicate key '{e.args[0]}' in one object", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
         raise NumbenchError(f"not valid JSON ({e})", path=path) from None
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from numbench.cli import main
 from numbench.errors import NumbenchError
 from numbench.models.registry import build_model, count_parameters
 from numbench.training import MAX_PARAMETERS, TrainConfig
+from hostile_files import HOSTILE
 from test_board_trust import hand_made_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +59,7 @@ TINY = ("--config", "d_embed=8", "--config", "d_readout=8")
     (("--max-steps", "0"), "'--max-steps': 0 is not in the range x>=1"),
     (("--seed", "-1"), "'--seed': -1 is not in the range x>=0"),
     (("--save-every", "-2"), "'--save-every'"),
-    (("--config", "d_hidden=1000000000"), "more parameters than torch can count, over "
+    (("--config", "d_hidden=1000000000"), "more than 100,000,000 parameters, over "
                                           "numbench's cap of 50,000,000"),
     (("--config", "d_hidden=5000"), "parameters, over numbench's cap of 50,000,000"),
     (("--config", "d_hidden=0"), "cannot build gru with config {'d_embed': 8, 'd_readout': 8, "
@@ -71,6 +73,28 @@ def test_train_refuses_bad_settings_and_keeps_the_old_model(tmp_path, args, says
     assert says in error_line(res)
     assert out.read_bytes() == b"the model trained yesterday"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no checkpoints either
+
+
+@pytest.mark.parametrize("config, says", [
+    ("rope_base=NaN", "config key 'rope_base' of transformer must be a finite number, got nan"),
+    ("rope_base=Infinity", "config key 'rope_base' of transformer must be a finite number, "
+                           "got inf"),
+    ("rope_base=0", "config key 'rope_base' of transformer must be > 0, got 0.0"),
+    ("rope_base=-1", "config key 'rope_base' of transformer must be > 0, got -1.0"),
+    ("rope_base=1" + "0" * 400, "config key 'rope_base' of transformer must be float"),
+    # counted on the meta device, the count stops at twice the cap: not minutes of building
+    ("n_layers=200000", "more than 100,000,000 parameters, over numbench's cap of 50,000,000"),
+])
+def test_train_refuses_a_bad_transformer_config_at_once(tmp_path, config, says):
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"the model trained yesterday")
+    start = time.perf_counter()
+    res = run("train", "--arch", "transformer", "--task", "single_object", "--out", out,
+              "--max-steps", "1", "--config", config)
+    assert says in error_line(res)
+    assert time.perf_counter() - start < 10
+    assert out.read_bytes() == b"the model trained yesterday"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
 def test_train_still_trains_within_the_limits(tmp_path):
@@ -112,6 +136,24 @@ def test_train_config_refuses_settings_naming_them(setting):
         TrainConfig(**setting)
 
 
+# --- model files ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_model_file_is_one_line_and_nothing_is_written(name, multi, tmp_path):
+    """Each of hostile_files' model files, given to evaluate: one line naming the file and
+    the problem, exit 2, and the result already at --out survives (test_model_files shows
+    each is refused before it unpacks or builds anything large)."""
+    make, phrase = HOSTILE[name]
+    model = make(tmp_path, multi)
+    out = tmp_path / "out" / "result.json"
+    out.parent.mkdir()
+    out.write_text("the result of yesterday")
+    line = error_line(run("evaluate", model, "--quick", "--out", out))
+    assert line.startswith(f"error: {model}: ") and phrase in line, line
+    assert out.read_text() == "the result of yesterday"
+    assert list(out.parent.iterdir()) == [out]
+
+
 # --- numbench show / pairs -n ---------------------------------------------------------------
 
 @pytest.mark.parametrize("verb", ["show", "pairs"])
@@ -138,9 +180,9 @@ def tiny_sweep(tmp_path) -> dict:
             "evaluate": {"models": [], "seeds": [0], "quick": True, "engine": dict(TINY_ENGINE)}}
 
 
-def run_sweep(tmp_path, text: str, suffix: str):
+def run_sweep(tmp_path, text: str | bytes, suffix: str):
     spec = tmp_path / f"spec{suffix}"
-    spec.write_text(text)
+    spec.write_bytes(text if isinstance(text, bytes) else text.encode())
     line = error_line(run("sweep", spec, "--workers", "1"))
     assert line.startswith(f"error: {spec}: ")
     assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
@@ -199,6 +241,31 @@ def test_bad_sweep_keys_and_values_are_named(tmp_path, change, says):
     doc = tiny_sweep(tmp_path)
     change(doc)
     assert says in run_sweep(tmp_path, json.dumps(doc), ".json")
+
+
+@pytest.mark.parametrize("suffix, content, says", [
+    (".toml", b"name = '\xff'", "not a valid sweep file ('utf-8' codec can't decode byte 0xff"),
+    (".json", b'{"name": "\xff"}', "not valid JSON ('utf-8' codec can't decode byte 0xff"),
+    (".toml", b"a = " + b"[" * 100_000 + b"]" * 100_000, "not a valid sweep file (nested too deep)"),
+    (".toml", b"a = " + b"{b=" * 100_000 + b"1" + b"}" * 100_000, "nested too deep"),
+    (".json", b"[" * 200_000 + b"]" * 200_000, "JSON nested too deep"),
+    (".toml", b"name = " + b"1" * 5000, "not a valid sweep file (Exceeds the limit (4300 digits)"),
+    (".json", b'{"name": ' + b"1" * 5000 + b"}", "not valid JSON (Exceeds the limit (4300 digits)"),
+    # a key quoted in the message cannot break its one line, nor colour the terminal
+    (".json", json.dumps({"train": {"archs": "gru", "tasks": "single_object",
+                                    "config": {"x\n\x1b[31my": 1}}}).encode(),
+     "unknown config key 'x\\n\\x1b[31my' for gru"),
+])
+def test_a_malformed_sweep_file_is_one_line(tmp_path, suffix, content, says):
+    assert says in run_sweep(tmp_path, content, suffix)
+
+
+def test_a_sweep_file_that_is_not_a_regular_file_is_refused(tmp_path):
+    import os
+
+    spec = tmp_path / "spec.toml"
+    os.mkfifo(spec)  # reading it would wait for a writer forever
+    assert error_line(run("sweep", spec)) == f"error: {spec}: not a regular file"
 
 
 def test_a_sweep_file_must_be_a_table(tmp_path):

@@ -219,7 +219,7 @@ def test_the_verified_mark_is_bound_to_this_result_and_model(tmp_path, record, s
     assert ("✓" in row) is shown and subs[0].verified is shown
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-big", "too-deep"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-big", "too-deep", "huge-int"])
 def test_a_result_that_is_no_regular_small_json_file_is_refused_in_one_line(tmp_path, kind,
                                                                             monkeypatch):
     """A FIFO would hang a reader, /dev/zero fill its memory, deep nesting overflow its stack."""
@@ -239,9 +239,13 @@ def test_a_result_that_is_no_regular_small_json_file_is_refused_in_one_line(tmp_
         monkeypatch.setattr(results, "MAX_JSON_BYTES", 100)
         path.write_text(json.dumps(hand_made_result()))
         phrase = "more than the 100"
-    else:
+    elif kind == "too-deep":
         path.write_text("[" * 200_000 + "]" * 200_000)
         phrase = "nested too deep"
+    else:  # Python refuses to parse an int of more than 4300 digits (a ValueError)
+        path.write_text(json.dumps(hand_made_result()).replace('"parameters": 123',
+                                                              '"parameters": ' + "1" * 5000))
+        phrase = "not valid JSON"
     with pytest.raises(NumbenchError, match=phrase) as info:
         load_result(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)

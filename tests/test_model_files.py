@@ -9,6 +9,9 @@ import ast
 import dataclasses
 import hashlib
 import json
+import resource
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,8 @@ from numbench.errors import NumbenchError
 from numbench.models import build_model
 from numbench.models.files import FORMAT_VERSION, ModelMeta, load_model, model_sha256, save_model
 from numbench.tasks import load_task
+from numbench.training import MAX_PARAMETERS
+from hostile_files import HOSTILE
 
 CONFIGS = {
     "gru": {"d_embed": 8, "d_hidden": 8, "d_readout": 16},
@@ -314,6 +319,81 @@ def test_bad_safetensors_metadata(metadata, phrase, tmp_path):
     path = tmp_path / "model.safetensors"
     _write_safetensors_metadata(path, metadata)
     expect_error(path, phrase)
+
+
+# --- hostile files: refused in one line, before they cost time or memory --------------------
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_file_is_refused_before_it_costs_anything(name, multi, tmp_path, monkeypatch):
+    """Nothing is unpacked beyond the cap and no real model is built for a file whose config
+    outgrows its tensors: both are made to fail here, so a refusal that came only after
+    them would fail the test rather than spend gigabytes. Each refusal takes well under
+    a second and no memory to speak of (see ``hostile_files``)."""
+    make, phrase = HOSTILE[name]
+    path = make(tmp_path, multi)
+    real_load = torch.load
+
+    def load_small(f, *args, **kwargs):  # the zip directory was checked before this
+        assert sum(i.file_size for i in zipfile.ZipFile(f).infolist()) < 2**30, "unpacked"
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(files.torch, "load", load_small)
+    if "declaring" in name:
+        monkeypatch.setattr(files, "build_model", lambda *a: pytest.fail("built a real model"))
+    start, peak = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    expect_error(path, phrase)
+    assert time.perf_counter() - start < 5
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert grew_mb < 200, f"the refusal took {grew_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("limit", ["file", "unpacked", "pickle"])
+def test_the_size_caps(limit, multi, tmp_path, monkeypatch):
+    """Each cap refuses by size alone (lowered here: the real ones are 400 MB and 16 MB)."""
+    path = saved(tmp_path, multi, ".pt")
+    size = path.stat().st_size
+    if limit == "file":
+        monkeypatch.setattr(files, "MAX_MODEL_BYTES", size - 1)
+        expect_error(path, f"{size:,} bytes, more than the {size - 1:,} a model file may have")
+    elif limit == "unpacked":  # deflated, the file itself is under the cap
+        save_model(tiny("gru", multi), path, task=multi, seed=0, training={"notes": "x" * 10**5})
+        deflated = tmp_path / "deflated.pt"
+        with zipfile.ZipFile(path) as zin, zipfile.ZipFile(deflated, "w") as zout:
+            for info in zin.infolist():
+                zout.writestr(info.filename, zin.read(info), zipfile.ZIP_DEFLATED)
+        load_model(deflated)  # torch reads a deflated zip: the cap is what stands in between
+        monkeypatch.setattr(files, "MAX_MODEL_BYTES", deflated.stat().st_size + 1)
+        expect_error(deflated, "more than the")
+        assert "unpacks to" in expect_error(deflated, "(not unpacked)")
+    else:
+        monkeypatch.setattr(files, "MAX_PICKLE_BYTES", 100)
+        expect_error(path, "data.pkl) unpacks to")
+    monkeypatch.undo()
+    load_model(path)
+
+
+def test_the_caps_admit_the_largest_model_numbench_trains():
+    assert files.MAX_MODEL_BYTES >= MAX_PARAMETERS * 8  # float64, the widest dtype a file may have
+
+
+def test_a_plain_json_training_record_of_sane_depth_loads(multi, tmp_path):
+    """The non-vacuous side of the depth and NaN checks."""
+    nested = {"loss": [0.5, 1e308, -0.0]}
+    for _ in range(files.MAX_DEPTH - 4):  # training, list, these, {"loss"}, its list
+        nested = {"a": nested}
+    for suffix in SUFFIXES:
+        path = tmp_path / f"model{suffix}"
+        save_model(tiny("gru", multi), path, task=multi, seed=0, training={"x": [nested]})
+        assert load_model(path)[1].training == {"x": [nested]}
+
+
+@pytest.mark.parametrize("rope_base", [1.0, 500, 1e6])
+def test_a_positive_finite_rope_base_loads(rope_base, multi, tmp_path):
+    model = build_model("transformer", {**CONFIGS["transformer"], "rope_base": rope_base},
+                        multi.vocabulary)
+    path = tmp_path / "model.safetensors"
+    save_model(model, path, task=multi, seed=0)
+    assert load_model(path)[0].config.rope_base == float(rope_base)
 
 
 # --- the task the file was trained on -------------------------------------------------------

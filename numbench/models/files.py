@@ -10,9 +10,11 @@ names from the registry (a file never brings code) and checks every tensor befor
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
+import struct
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -26,8 +28,9 @@ from safetensors.torch import save as safetensors_bytes
 from ..errors import NumbenchError
 from ..hashing import sha256_file
 from ..tasks import Task
+from ..training import MAX_PARAMETERS
 from .contract import NumbenchModel
-from .registry import build_model
+from .registry import TooLarge, build_model, meta_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIXES", "ModelMeta", "save_model", "load_model",
            "model_sha256", "check_task"]
@@ -43,7 +46,17 @@ _KEYS = (*_META_TYPES, "state_dict")
 
 # What a damaged file makes torch.load or safetensors raise (anything else is our bug).
 _READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-                OSError, KeyError, IndexError, TypeError, AttributeError, SafetensorError)
+                OSError, KeyError, IndexError, TypeError, AttributeError, AssertionError,
+                OverflowError, struct.error, SafetensorError)
+
+#: the most a model file may hold, or unpack to: the largest model numbench trains, in the
+#: widest dtype a file may store (float64), and room for metadata. Checked from the zip
+#: directory before torch.load, so a small file of deflated zeros never unpacks.
+MAX_MODEL_BYTES = MAX_PARAMETERS * 8 + 16 * 2**20
+#: the most a ``.pt`` file's pickle (everything but the tensors' bytes) may unpack to
+MAX_PICKLE_BYTES = 16 * 2**20
+#: how deep ``config`` and ``training`` may nest (what numbench writes: 3 levels)
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -119,19 +132,40 @@ def load_model(path: str | Path, *, task: Task | None = None
     suffix = _suffix(path)
     if not path.is_file():
         raise NumbenchError("no such model file", path=path)
+    _check_size(path)
     raw = _read_pt(path) if suffix == ".pt" else _read_safetensors(path)
     meta, state = _parse(raw, path)
     if task is not None:
         check_task(meta, task, path)
+    # The config is checked against the file's tensors on the meta device first: a small
+    # file declaring d_hidden=20000 or 200,000 layers is refused before anything is
+    # allocated, and in milliseconds (building stops once it outgrows the file).
+    values = sum(t.numel() for t in state.values())
     try:
-        model = build_model(meta.arch, meta.config, meta.vocabulary)
+        shapes = meta_model(meta.arch, meta.config, meta.vocabulary,
+                            max_values=2 * values + 2**16, max_tensors=2 * len(state) + 64)
     except NumbenchError as e:  # unknown arch or bad config: the file is what is at fault
         raise NumbenchError(str(e), path=path) from None
-    except (TypeError, ValueError, RuntimeError, AssertionError) as e:
-        raise NumbenchError(f"cannot build {meta.arch} from config {meta.config}: "
+    except TooLarge:
+        raise NumbenchError(f"config {_short(meta.config)} declares a model far larger "
+                            f"than the file's {len(state)} tensors of {values:,} values in "
+                            f"all (not built)", path=path) from None
+    if shapes is not None:  # None: built-ins always build on meta; a plugin may not
+        _check_state(shapes, state, path)
+    try:
+        model = build_model(meta.arch, meta.config, meta.vocabulary)
+    except NumbenchError as e:
+        raise NumbenchError(str(e), path=path) from None
+    except (TypeError, ValueError, RuntimeError, AssertionError, OverflowError) as e:
+        raise NumbenchError(f"cannot build {meta.arch} from config {_short(meta.config)}: "
                             f"{type(e).__name__}: {_first_line(str(e))}", path=path) from None
-    _check_state(model, state, path)
-    model.load_state_dict(state, strict=True)  # cannot fail after _check_state
+    if shapes is None:
+        _check_state(model, state, path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # the meta build disagreed with the real one (a plugin's)
+        raise NumbenchError(f"state_dict does not fit {meta.arch}: {_first_line(str(e))}",
+                            path=path) from None
     return model.eval(), meta
 
 
@@ -141,6 +175,38 @@ def model_sha256(path: str | Path) -> str:
     if not path.is_file():
         raise NumbenchError("no such model file", path=path)
     return sha256_file(path)
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a file larger than ``MAX_MODEL_BYTES``, or a zip (what torch.save writes)
+    whose entries unpack to more, before anything is read or unpacked."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise NumbenchError(f"cannot read model file ({e.strerror or e})", path=path) from None
+    if size > MAX_MODEL_BYTES:
+        raise NumbenchError(f"{size:,} bytes, more than the {MAX_MODEL_BYTES:,} a model file "
+                            f"may have", path=path)
+    if path.suffix != ".pt" or magic != b"PK\x03\x04":  # how torch.load tells a zip
+        return  # safetensors and torch's legacy format are never compressed
+    try:
+        with zipfile.ZipFile(path) as z:
+            entries = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
+            IndexError, KeyError, NotImplementedError) as e:
+        raise _corrupt(e, path) from None
+    unpacked = sum(e.file_size for e in entries)
+    if unpacked > MAX_MODEL_BYTES:
+        raise NumbenchError(f"unpacks to {unpacked:,} bytes, more than the "
+                            f"{MAX_MODEL_BYTES:,} a model file may hold (not unpacked)",
+                            path=path)
+    for e in entries:
+        if e.filename.endswith("data.pkl") and e.file_size > MAX_PICKLE_BYTES:
+            raise NumbenchError(f"its metadata ({e.filename}) unpacks to {e.file_size:,} "
+                                f"bytes, more than the {MAX_PICKLE_BYTES:,} allowed (not "
+                                f"unpacked)", path=path)
 
 
 def _read_pt(path: Path) -> object:
@@ -154,6 +220,9 @@ def _read_pt(path: Path) -> object:
         # what it refused, without torch's paragraphs of advice on allowlisting it
         what = str(e).partition("WeightsUnpickler error:")[2] or str(e)
         raise NumbenchError(f"unsafe or unsupported content (not loaded): {_first_line(what)}",
+                            path=path) from None
+    except MemoryError:
+        raise NumbenchError("declares more data than fits in memory (not loaded)",
                             path=path) from None
     except _READ_ERRORS as e:
         raise _corrupt(e, path) from None
@@ -170,8 +239,11 @@ def _read_safetensors(path: Path) -> dict:
         raise NumbenchError("not a numbench model file (no 'numbench' metadata)", path=path)
     try:
         raw = json.loads(header)
-    except json.JSONDecodeError as e:
-        raise NumbenchError(f"'numbench' metadata is not valid JSON ({e})", path=path) from None
+    except RecursionError:
+        raise NumbenchError("'numbench' metadata nests too deep", path=path) from None
+    except ValueError as e:  # JSONDecodeError, or an int of more than 4300 digits
+        raise NumbenchError(f"'numbench' metadata is not valid JSON ({_first_line(str(e))})",
+                            path=path) from None
     if not isinstance(raw, dict) or "state_dict" in raw:  # tensors are stored as tensors
         raise NumbenchError("'numbench' metadata must be a JSON object without 'state_dict'",
                             path=path)
@@ -205,10 +277,12 @@ def _parse(raw: object, path: Path) -> tuple[ModelMeta, dict]:
         raise NumbenchError("must be a non-empty list of token strings", path=path,
                             field="vocabulary")
     for key in ("config", "training"):
-        if not _is_plain(raw[key]):
-            raise NumbenchError("must be plain JSON data", path=path, field=key)
+        problem = _plain_problem(raw[key])
+        if problem:
+            raise NumbenchError(problem, path=path, field=key)
     state = raw["state_dict"]
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if not (isinstance(state, dict)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise NumbenchError("must map parameter names to tensors", path=path,
                             field="state_dict")
     meta = ModelMeta(raw["arch"], raw["config"], t["name"], t["version"], tuple(vocab),
@@ -234,7 +308,8 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_state(model: NumbenchModel, state: dict, path: Path) -> None:
-    """Names, shapes, dtypes and finiteness, each reported by tensor name."""
+    """Names, shapes, dtypes and finiteness, each reported by tensor name. ``model`` may
+    be built on the meta device: only its tensors' names, shapes and dtypes are read."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     if missing:
@@ -279,13 +354,37 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_plain(x: object) -> bool:
-    """JSON data: what survives both encodings unchanged."""
-    if isinstance(x, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in x.items())
-    if isinstance(x, list):
-        return all(_is_plain(v) for v in x)
-    return x is None or isinstance(x, (str, int, float, bool))
+def _plain_problem(x: object) -> str | None:
+    """None for JSON data (what survives both encodings unchanged and writes back as
+    JSON), else what is wrong. Iterative: a file nesting 50,000 deep is refused, not a
+    RecursionError; a pickle may share or loop its containers, which JSON cannot."""
+    seen: set[int] = set()
+    stack = [(x, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > MAX_DEPTH:
+                return f"nests more than {MAX_DEPTH} deep"
+            if id(v) in seen:
+                return "must be plain JSON data (an object or list appears twice)"
+            seen.add(id(v))
+            if isinstance(v, dict):
+                if not all(isinstance(k, str) for k in v):
+                    return "must be plain JSON data (an object key is not a string)"
+                v = v.values()
+            stack.extend((item, depth + 1) for item in v)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return f"must be plain JSON data, without NaN or inf (holds {v})"
+        elif not (v is None or isinstance(v, (str, int, bool))):
+            return f"must be plain JSON data, not {type(v).__name__}"
+    return None
+
+
+def _short(config: dict) -> str:
+    """A config for a one-line message: at most 120 characters of it."""
+    text = str(config)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _first_line(text: str) -> str:

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
+from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.overrides import TorchFunctionMode
 
 from ..errors import NumbenchError
@@ -95,8 +96,14 @@ def get_architecture(name: str) -> type[NumbenchModel]:
     return archs[name]
 
 
+#: config floats that must also be > 0: bounds no constructor checks (a RoPE base <= 0 turns
+#: every rotation angle into NaN, and the model loads, then answers NaN)
+_POSITIVE = {("transformer", "rope_base")}
+
+
 def make_config(cls: type[NumbenchModel], overrides: dict | None = None):
-    """``cls.Config`` from a dict: unknown keys rejected, types checked, loudly."""
+    """``cls.Config`` from a dict: unknown keys rejected, types checked, loudly. A float
+    must be finite (NaN, inf or an int too large for a float are refused)."""
     overrides = dict(overrides or {})
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     hints = typing.get_type_hints(cls.Config)
@@ -107,10 +114,18 @@ def make_config(cls: type[NumbenchModel], overrides: dict | None = None):
         want = hints[key]
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:
+                ok = False
         if not ok:
             raise NumbenchError(f"config key '{key}' of {cls.arch} must be {want.__name__}, "
+                                f"got {value!r:.60}")
+        if want is float and not math.isfinite(value):
+            raise NumbenchError(f"config key '{key}' of {cls.arch} must be a finite number, "
                                 f"got {value!r}")
+        if (cls.arch, key) in _POSITIVE and value <= 0:
+            raise NumbenchError(f"config key '{key}' of {cls.arch} must be > 0, got {value!r}")
         overrides[key] = value
     return cls.Config(**overrides)
 
@@ -131,17 +146,57 @@ class _ShapesOnly(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_parameters(arch: str, config: dict | None, vocabulary: tuple[str, ...]) -> float | None:
-    """How many parameters ``build_model`` would make, counted on torch's meta device
-    (shapes only: nothing allocated, nothing initialised). ``math.inf`` when a tensor is
-    too large for its size in bytes to fit 64 bits; None when the architecture cannot be
-    built on the meta device (a plugin that reads its weights while building)."""
+class TooLarge(Exception):
+    """A model built on the meta device outgrew its budget (see :func:`meta_model`)."""
+
+
+def meta_model(arch: str, config: dict | None, vocabulary: tuple[str, ...], *,
+               max_values: float | None = None, max_tensors: int | None = None
+               ) -> NumbenchModel | None:
+    """The model ``build_model`` would make, built on torch's meta device: shapes only,
+    nothing allocated, nothing initialised. Building stops with :class:`TooLarge` as soon
+    as more than ``max_values`` parameter values or ``max_tensors`` parameters are
+    registered, or a tensor is too large for its size in bytes to fit 64 bits: a config
+    of 200,000 layers is refused after a few, not after minutes of building modules. None
+    when the architecture cannot be built on the meta device (a plugin that reads its
+    weights while building; a config the real build refuses, such as a width of 0)."""
     cls = get_architecture(arch)
     cfg = make_config(cls, config)
+    values, tensors = 0, 0
+
+    def budget(_module, _name, param):
+        nonlocal values, tensors
+        if param is not None and param.device.type == "meta":
+            values, tensors = values + param.numel(), tensors + 1
+            if max_values is not None and values > max_values:
+                raise TooLarge(f"more than {max_values:,} parameter values")
+            if max_tensors is not None and tensors > max_tensors:
+                raise TooLarge(f"more than {max_tensors:,} parameters")
+
+    hook = register_module_parameter_registration_hook(budget)
     try:
         with torch.device("meta"), _ShapesOnly():
-            model = cls(cfg, tuple(vocabulary))
-    except Exception as e:  # a width of 0, say: the real build says so
+            return cls(cfg, tuple(vocabulary))
+    except TooLarge:
+        raise
+    except Exception as e:
         # torch: "Storage size calculation overflowed with sizes=[...]"
-        return math.inf if "overflow" in str(e) else None
-    return sum(p.numel() for p in model.parameters())
+        if "overflow" in str(e):
+            raise TooLarge("tensors too large for their size in bytes to fit 64 bits") from None
+        return None
+    finally:
+        hook.remove()
+
+
+def count_parameters(arch: str, config: dict | None, vocabulary: tuple[str, ...], *,
+                     limit: float | None = None) -> float | None:
+    """How many parameters ``build_model`` would make, counted on torch's meta device
+    (:func:`meta_model`: nothing allocated, nothing initialised). ``math.inf`` when a
+    tensor is too large for its size in bytes to fit 64 bits, or (given ``limit``) as
+    soon as more than ``limit`` are counted; None when the architecture cannot be built
+    on the meta device."""
+    try:
+        model = meta_model(arch, config, vocabulary, max_values=limit)
+    except TooLarge:
+        return math.inf
+    return None if model is None else sum(p.numel() for p in model.parameters())
