@@ -3,6 +3,30 @@ import pytest
 from numbench.tasks import load_task
 
 
+class InProcessBackend:
+    """The local backend's contract (``run(fn, jobs)`` yields each job's outcome) without its
+    process pool: every job runs here, one after the other."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers
+
+    def run(self, fn, jobs):
+        for job in jobs:
+            yield fn(job)
+
+
+@pytest.fixture
+def in_process_jobs(monkeypatch):
+    """``numbench sweep`` and ``trajectory`` run their jobs in this process, so the default
+    tier covers the verbs end to end without starting workers (the process pool, Dask and
+    submitit are the integration tier's)."""
+    from numbench.cli import sweep_cmd
+
+    monkeypatch.setattr(sweep_cmd, "LocalBackend", InProcessBackend)
+
+
 @pytest.fixture(scope="session")
 def multi():
     return load_task("multi_object")

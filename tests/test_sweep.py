@@ -1,6 +1,7 @@
-"""Sweeps: jobs keyed by spec hash, a real process pool and a real Dask scheduler, skip on
-re-run, redo only what is missing, failures reported without stopping the others; and
-alignment over training (trajectory) on a tiny real run."""
+"""Sweeps: jobs keyed by spec hash, skip on re-run, redo only what is missing, failures
+reported without stopping the others; and alignment over training (trajectory) on a tiny
+real run. The default tier runs the jobs in this process (``in_process_jobs``); the
+integration tier runs the same through a real process pool, Dask and submitit."""
 
 import json
 import os
@@ -47,6 +48,42 @@ def test_plan_keys_jobs_by_their_spec(tmp_path):
     assert p.evaluate[0].key[:8] in p.evaluate[0].output
 
 
+def test_sweep_runs_skips_and_redoes_only_missing_jobs_and_reports_failures(tmp_path,
+                                                                          in_process_jobs):
+    """The sweep verb end to end, its jobs in this process: one train, one evaluation and a
+    broken model (its process-pool twins below are integration tests)."""
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a model")
+    spec = write(tmp_path, sweep_doc(tmp_path, seeds=(0,), extra_models=[str(bad)]))
+    runner = CliRunner()
+
+    def outcomes(res):
+        return {o["label"]: o for o in json.loads(res.stdout)["outcomes"]}
+
+    first = runner.invoke(main, ["sweep", spec, "--json"])
+    assert first.exit_code == 1, first.output
+    done = outcomes(first)
+    broken = done.pop("evaluate broken (seed 0)")
+    assert not broken["ok"] and "broken.pt" in broken["error"]
+    assert len(done) == 2 and all(o["ok"] and not o.get("skipped") for o in done.values())
+    subs, problems = collect(tmp_path / "submissions")
+    assert len(subs) == 1 and not problems  # the leaderboard picks it up
+    result, = (tmp_path / "submissions" / "tiny").rglob("result.json")
+    stamp = result.stat().st_mtime_ns
+
+    again = outcomes(runner.invoke(main, ["sweep", spec, "--json"]))
+    assert not again.pop("evaluate broken (seed 0)")["ok"]  # a failed job is tried again
+    assert all(o.get("skipped") for o in again.values())  # the others: no work
+    assert result.stat().st_mtime_ns == stamp
+
+    result.unlink()  # as if the sweep had been killed before this job finished
+    third = outcomes(runner.invoke(main, ["sweep", spec, "--json"]))
+    third.pop("evaluate broken (seed 0)")
+    ran = [o for o in third.values() if not o.get("skipped")]
+    assert len(ran) == 1 and ran[0]["ok"] and ran[0]["output"] == str(result) and result.exists()
+
+
+@pytest.mark.integration
 def test_sweep_runs_skips_and_redoes_only_missing_jobs(tmp_path):
     spec = write(tmp_path, sweep_doc(tmp_path))
     runner = CliRunner()
@@ -70,6 +107,7 @@ def test_sweep_runs_skips_and_redoes_only_missing_jobs(tmp_path):
     assert results[0].stat().st_mtime_ns == stamps[0]
 
 
+@pytest.mark.integration
 def test_failed_jobs_are_reported_and_the_others_finish(tmp_path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a model")
@@ -126,20 +164,46 @@ def test_bad_sweep_files_get_one_line_errors(tmp_path):
     assert res.exit_code == 2 and "not a valid sweep file" in res.output and "Traceback" not in res.output
 
 
-def test_trajectory_over_checkpoints(tmp_path, multi):
+def train_with_checkpoints(run, task, save_every):
     from numbench.models.files import save_model
     from numbench.training import TrainConfig, train
+
+    run.mkdir(parents=True)
+    train("gru", task, 0, config={"d_embed": 8, "d_hidden": 8, "d_readout": 16},
+          train_config=TrainConfig(**TINY_TRAIN, save_every=save_every),
+          on_checkpoint=lambda step, m: save_model(m, run / f"step_{step:06d}.pt", task=task, seed=0))
+
+
+def trajectory_json(run, engine, *extra):
+    engine_args = [a for k, v in engine.items() for a in ("--engine", f"{k}={v}")]
+    res = CliRunner().invoke(main, ["trajectory", str(run), "--no-plot", "--json", *extra,
+                                    *engine_args])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_trajectory_over_checkpoints_in_process(tmp_path, multi, in_process_jobs):
     from numbench.trajectory import summarize, trajectory_plan, trajectory_rows
 
     run = tmp_path / "run" / "tiny.checkpoints"
-    run.mkdir(parents=True)
-    train("gru", multi, 0, config={"d_embed": 8, "d_hidden": 8, "d_readout": 16},
-          train_config=TrainConfig(**TINY_TRAIN, save_every=10),
-          on_checkpoint=lambda step, m: save_model(m, run / f"step_{step:06d}.pt", task=multi, seed=0))
-    res = CliRunner().invoke(main, ["trajectory", str(run), "--workers", "1", "--no-plot", "--json",
-                                    "--engine", "max_steps=6", "--engine", "eval_every=3"])
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)
+    train_with_checkpoints(run, multi, save_every=15)
+    engine = {"max_steps": 6, "eval_every": 3, "fits_per_forward": 16, "eval_chunk": 1000}
+    doc = trajectory_json(run, engine)
+    assert [r["step"] for r in doc["rows"]] == [15, 30]
+    assert doc["accuracy_vs_symbol_score"]["n"] == 2  # too few points for a correlation
+    p = trajectory_plan(run, engine=engine)
+    assert summarize(trajectory_rows(p))["rows"] == doc["rows"]  # re-read, nothing re-run
+    three = summarize([{"iid": x, "symbol_score": y} for x, y in ((0.2, 0.1), (0.5, 0.3), (0.9, 0.8))])
+    assert three["accuracy_vs_symbol_score"]["spearman_rho"] == pytest.approx(1.0)
+
+
+@pytest.mark.integration
+def test_trajectory_over_checkpoints(tmp_path, multi):
+    from numbench.trajectory import summarize, trajectory_plan, trajectory_rows
+
+    run = tmp_path / "run" / "tiny.checkpoints"
+    train_with_checkpoints(run, multi, save_every=10)
+    doc = trajectory_json(run, {"max_steps": 6, "eval_every": 3}, "--workers", "1")
     assert [r["step"] for r in doc["rows"]] == [10, 20, 30]
     assert doc["accuracy_vs_symbol_score"]["n"] == 3
     p = trajectory_plan(run, engine={"max_steps": 6, "eval_every": 3})

@@ -1,6 +1,7 @@
 """numbench train: a model file with its training summary, checkpoints on request."""
 
 import json
+import re
 
 from click.testing import CliRunner
 
@@ -28,3 +29,35 @@ def test_train_rejects_unknown_config_key(tmp_path):
     res = CliRunner().invoke(main, ["train", "--arch", "gru", "--task", "multi_object",
                                     "--out", str(tmp_path / "g.pt"), "--config", "width=3"])
     assert res.exit_code == 2 and "unknown config key 'width'" in res.output
+
+
+def test_train_off_a_terminal_logs_timestamped_progress_lines(tmp_path):
+    """CliRunner's stderr is not a terminal, like a batch job's log: plain lines from the
+    first step to the last, no progress bar drawn at the end."""
+    res = CliRunner().invoke(main, [
+        "train", "--arch", "gru", "--task", "single_object", "--out", str(tmp_path / "g.pt"),
+        "--config", "d_embed=8", "--config", "d_hidden=8", "--config", "d_readout=16",
+        "--max-steps", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2, res.stderr  # the first step; the last (under a minute apart)
+    line = re.compile(r"\[ +\d+ s\] train: step (\d)/4 · loss \d+\.\d{4} · valid acc (-|[01]\.\d{3})$")
+    (first, acc0), (last, acc) = (line.fullmatch(x).groups() for x in lines)
+    assert (first, acc0, last) == ("1", "-", "4") and acc != "-"  # validated at the last step
+    assert "━" not in res.stderr and json.loads(res.stdout)["steps"] == 4
+
+
+def test_train_log_prints_a_line_a_minute_and_the_last_step(capsys):
+    from numbench.cli.train_cmd import TrainLog
+
+    now = [0.0]
+    log = TrainLog(every=60, clock=lambda: now[0])
+    for t, step, acc in ((0, 1, None), (30, 2, None), (61, 3, 0.5), (70, 4, 0.5), (80, 5, 0.9)):
+        now[0] = t
+        log("train", {"step": step, "total": 5, "loss": 1 / step, "acc": acc})
+    log.done()
+    log.done()  # once only
+    assert capsys.readouterr().err.splitlines() == [
+        "[     0 s] train: step 1/5 · loss 1.0000 · valid acc -",
+        "[    61 s] train: step 3/5 · loss 0.3333 · valid acc 0.500",
+        "[    80 s] train: step 5/5 · loss 0.2000 · valid acc 0.900"]
