@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from numbench.das import Engine, EngineConfig, FitSpec
+from numbench.engine import Engine, EngineConfig, FitSpec
 from numbench.evaluate import _Pairs
 from numbench.machine import cpu_description
 from numbench.models.files import load_model
 from numbench.programs import get_program
-from numbench.protocol import PROGRAMS
+from numbench.protocol import PROGRAMS, engine_config
 from numbench.tasks import load_task
 
 PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
@@ -78,7 +78,7 @@ def main_fits(model_file: str) -> tuple[Engine, list[FitSpec], EngineConfig]:
             _, (tr, va, te) = pairs.triplet(program, var)
             specs += [FitSpec(f"{program}/{var}/{kind}", kind, 16, tr, va, te, seed=len(specs))
                       for kind in ("orthogonal", "linear")]
-    config = EngineConfig(max_steps=10, eval_every=10**9, stop_iia=2, patience=10**9,
+    config = engine_config(max_steps=10, eval_every=10**9, stop_iia=2, patience=10**9,
                           fail_after=10**9, workers=1, schedule="lockstep")
     return Engine(model, "hidden", config=config), specs, config
 
@@ -124,7 +124,7 @@ def main() -> None:
           f"{product_ms:.2f} ms on their own in the step's shapes ({inside:.1f} GFLOP/s); "
           f"the whole step {whole_ms:.2f} ms")
 
-    workers = EngineConfig().workers
+    workers = engine_config().workers
     print(f"an alignment-step amortised over {workers} processes (target 5 ms): products "
           f"{product_ms / workers:.2f} ms at the step's shapes, "
           f"{gflop / peak / workers * 1e3:.2f} ms at the best speed; whole step "

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
-from numbench.das import Engine, EngineConfig, FitSpec, PairTensors
+from numbench.engine import Engine, FitSpec, PairTensors, run
 from numbench.evaluate import _Pairs
 from numbench.machine import cpu_description, default_train_precision
 from numbench.models.files import load_model
-from numbench.protocol import PROGRAMS
+from numbench.protocol import PROGRAMS, engine_config
 from numbench.programs import get_program
 from numbench.tasks import load_task
 
@@ -94,7 +94,7 @@ def main() -> None:
             for kind in ("orthogonal", "linear"):
                 specs.append(FitSpec(f"{program}/{var}/{kind}", kind, 16, tr, va, te, seed=len(specs)))
     def engine(n: int, reference: bool = False, **speed) -> Engine:
-        config = EngineConfig(max_steps=n, eval_every=10**9, stop_iia=2, patience=10**9,
+        config = engine_config(max_steps=n, eval_every=10**9, stop_iia=2, patience=10**9,
                               fail_after=10**9, **speed)
         return Engine(model, "hidden", config=config, reference=reference)
     here = default_train_precision()
@@ -123,11 +123,11 @@ def main() -> None:
         times = []
         for n in (10, 10 + args.steps):
             t = time.perf_counter()
-            res = engine(n, **speed).run(specs)
+            res = run(engine(n, **speed), specs)
             times.append(time.perf_counter() - t)
         ms = (times[1] - times[0]) / args.steps / len(specs) * 1000
         # equal IIA: the same fit trained the same number of steps as the plain loop
-        same = engine(args.plain_steps, **speed).run([spec])[0]
+        same = run(engine(args.plain_steps, **speed), [spec])[0]
         print(f"{name}: {ms:.2f} ms per alignment-step ({128 / ms * 1000:,.0f} pairs/s), "
               f"{plain_ms / ms:.1f}x the plain loop's throughput; test IIA after "
               f"{args.plain_steps} steps {same.test_iia:.3f} (plain {ref_iia:.3f})")

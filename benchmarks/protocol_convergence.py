@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from numbench.das import Engine, EngineConfig, FitSpec, train_together
+from numbench.engine import Engine, EngineConfig, FitSpec, train_together
 from numbench.evaluate import _Pairs, _fit_seed
 from numbench.machine import cpu_description
 from numbench.models.files import load_model
-from numbench.protocol import BUDGET, RANKED_ALIGNMENTS
+from numbench.protocol import BUDGET, RANKED_ALIGNMENTS, engine_config
 from numbench.tasks import load_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def main() -> None:
     cells = [by_key[f"{p}/{v}/{a}/k{e['k']}/{e['site']}/single"]
              for p, prog in summary.items() for v, per in prog["variables"].items()
              for a, e in per.items() if a in RANKED_ALIGNMENTS]
-    base = replace(EngineConfig(**(doc["settings"]["engine"])), **BUDGET)
+    base = replace(engine_config(**(doc["settings"]["engine"])), **BUDGET)
     seed = doc["settings"]["seed"]
     print(f"CPU: {cpu_description()}; {doc['model']['file']}: {len(cells)} ranked cells; "
           f"budget {BUDGET}")

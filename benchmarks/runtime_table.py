@@ -3,7 +3,7 @@
     python benchmarks/runtime_table.py [--submissions submissions] [--models a,b,...]
 
 Every current-protocol result records its wall time per stage, its alignment-steps (the
-cells' steps), the CPU it ran on (``versions.cpu``), its torch threads and its worker
+cells' steps), the CPU or GPU it ran on (``versions.cpu``, ``device_name``), its torch threads and its worker
 processes. This prints them side by side, one row per result, so the README's table of run
 times is what the committed runs measured. Times from different CPUs are not comparable;
 the alignment-steps are.
@@ -29,7 +29,10 @@ def rows(root: Path, models: list[str] | None) -> list[tuple]:
         run = "`--quick`" if settings["quick"] else "default"
         run += " `--sweep`" if settings["sweep"] else ""
         steps = sum(c["steps"] for c in doc["cells"])
-        out.append((name, run, steps, doc["wall_seconds"]["total"], doc["versions"].get("cpu", "?"),
+        versions = doc["versions"]
+        where = (versions.get("device_name", "a GPU") if versions.get("device") == "cuda"
+                 else versions.get("cpu", "?"))
+        out.append((name, run, steps, doc["wall_seconds"]["total"], where,
                     settings["engine"]["workers"]))
     return out
 
@@ -40,7 +43,7 @@ def main() -> None:
     ap.add_argument("--models", default="", help="comma-separated folder names (default: all)")
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m] or None
-    print("| model | run | alignment-steps | wall | CPU | processes |")
+    print("| model | run | alignment-steps | wall | CPU or GPU | processes |")
     print("|---|---|---:|---:|---|---:|")
     for name, run, steps, wall, cpu, workers in rows(Path(args.submissions), models):
         print(f"| `{name}` | {run} | {steps:,} | {wall:,.0f} s | {cpu} | {workers} |")

@@ -21,11 +21,11 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from numbench.das import Engine, EngineConfig, FitSpec
+from numbench.engine import Engine, FitSpec
 from numbench.evaluate import _Pairs
 from numbench.machine import cpu_description, fp32_rows_exact
 from numbench.models.files import load_model
-from numbench.protocol import PROGRAMS
+from numbench.protocol import PROGRAMS, engine_config
 from numbench.programs import get_program
 from numbench.tasks import load_task
 
@@ -66,7 +66,7 @@ def main() -> None:
                               for kind in ("orthogonal", "linear")]
     print(f"evaluate's 30 pair sets: {time.perf_counter() - start:.1f} s")
 
-    config = EngineConfig(max_steps=10, eval_every=10**9, stop_iia=2, patience=10**9,
+    config = engine_config(max_steps=10, eval_every=10**9, stop_iia=2, patience=10**9,
                           fail_after=10**9, workers=1, schedule="lockstep")
     engine = Engine(model, "hidden", config=config)
     fits = engine.make_fits(specs[:5])

@@ -23,11 +23,11 @@ import time
 
 import torch
 
-from numbench.das import Engine, EngineConfig, FitSpec
+from numbench.engine import Engine, FitSpec, run
 from numbench.evaluate import _Pairs
 from numbench.machine import cpu_description, default_train_precision
 from numbench.models.files import load_model
-from numbench.protocol import PROGRAMS
+from numbench.protocol import PROGRAMS, engine_config
 from numbench.programs import get_program
 from numbench.tasks import load_task
 
@@ -57,7 +57,7 @@ def ms_per_step(engines: dict, batches: list[torch.Tensor], repeats: int) -> dic
 
 
 def engine(model, site: str, mode: str, steps: int, reference: bool = False, **speed) -> Engine:
-    config = EngineConfig(max_steps=steps, eval_every=10**9, stop_iia=2, patience=10**9,
+    config = engine_config(max_steps=steps, eval_every=10**9, stop_iia=2, patience=10**9,
                           fail_after=10**9, workers=1, **speed)
     return Engine(model, site, mode, config=config, reference=reference)
 
@@ -97,7 +97,7 @@ def main() -> None:
         print(f"  {site}, {mode}: " + "; ".join(f"{k} {v:.1f} ms ({base / v:.1f}x)" for k, v in ms.items()),
               flush=True)
     phase = next(s for s in specs if s.key == "up_down/phase")
-    iia = {name: engine(model, "embed", "single", args.iia_steps, **speed).run([phase])[0].test_iia
+    iia = {name: run(engine(model, "embed", "single", args.iia_steps, **speed), [phase])[0].test_iia
            for name, speed in ((WHOLE, variants()[WHOLE]), ("default", {}))}
     print(f"test IIA of {phase.key} at embed after {args.iia_steps} steps: "
           + ", ".join(f"{k} {v:.3f}" for k, v in iia.items()))

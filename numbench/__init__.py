@@ -14,7 +14,7 @@ __all__ = [
     "__version__", "NumbenchError",
     "Task", "load_task", "list_tasks", "SequenceBatch", "generate",
     "Program", "PROGRAMS", "get_program", "PairSet", "make_pairs",
-    # heavier layers, imported on use: numbench.models, numbench.alignments, numbench.das,
+    # heavier layers, imported on use: numbench.models, numbench.alignments, numbench.engine,
     # numbench.training, numbench.accuracy, numbench.evaluate, numbench.results,
     # numbench.verify, numbench.submissions, numbench.leaderboard, numbench.compare,
     # numbench.plots

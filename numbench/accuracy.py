@@ -19,12 +19,12 @@ from .sequences import SequenceBatch
 def sequence_correct(model: NumbenchModel, batch: SequenceBatch, chunk: int = 500) -> np.ndarray:
     """(n,) bool: every scored next-token prediction of the sequence is the argmax."""
     out = []
-    ids, targets, scored = batch.torch()
+    ids, targets, scored = (x.to(model.device) for x in batch.torch())
     for s in range(0, len(batch), chunk):
         pred = model.run(ids[s : s + chunk]).argmax(-1)
         ok = (pred == targets[s : s + chunk]) | ~scored[s : s + chunk]
         out.append(ok.all(dim=1))
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=bool)
 
 
 def task_accuracy(model: NumbenchModel, batch: SequenceBatch) -> float:

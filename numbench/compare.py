@@ -1,5 +1,10 @@
 """Alignment methods side by side: one row per (model, task, program, variable), one column
-group per alignment function, with the controls of the trained ones.
+group per alignment function, with the controls of those that have them.
+
+The columns are the protocol's kinds (``KNOWN``, always shown, NaN where a result has
+none), then every other method the results' cells hold (a user's or a built-in extra
+such as ``pca``, evaluated with ``--alignments``), by name. Each method with control
+cells (the ranked pair, the extras) gets its permuted, selectivity and random-init columns.
 
 Which cell fills a column: among the cells that pass the filters (single mode unless asked
 otherwise; the ranked k unless ``k`` is given — ``full`` is always k = d), the one with the
@@ -17,7 +22,8 @@ import pandas as pd
 from .protocol import BASELINE_ALIGNMENTS, RANKED_ALIGNMENTS
 from .submissions import Submission
 
-ALIGNMENTS = ("orthogonal", "linear", "sd_linear", *BASELINE_ALIGNMENTS)
+#: the protocol's own kinds, in this order, always shown
+KNOWN = ("orthogonal", "linear", "sd_linear", *BASELINE_ALIGNMENTS)
 ROW = ["model", "task", "program", "variable"]
 CELL = ["model", "task", "program", "variable", "alignment", "k", "site", "mode"]
 
@@ -48,7 +54,7 @@ def compare_frame(subs: list[Submission], *, task: str | None = None, arch: str 
     main = df[df["control"].isna()].sort_values(["valid_iia", "site_index"], ascending=[False, True])
     best = main.groupby(ROW + ["alignment"], sort=False).head(1)
     table = best.pivot_table(index=ROW, columns="alignment", values="test_iia", aggfunc="first")
-    controls = df[df["control"].notna() & df["alignment"].isin(RANKED_ALIGNMENTS)]
+    controls = df[df["control"].notna()]
     joined = best.merge(controls, on=CELL, suffixes=("", "_c"))
     for control, label in (("permuted", "permuted"), ("random_init", "random-init")):
         part = joined[joined["control_c"] == control]
@@ -63,11 +69,13 @@ def compare_frame(subs: list[Submission], *, task: str | None = None, arch: str 
     table = table.join(none, how="left") if len(table) else table.assign(**{"no-interchange": []})
     floor = table["no-interchange"].astype(float)
     columns = ["no-interchange"]
-    for align in ALIGNMENTS:
+    others = sorted(set(df["alignment"].dropna()) - set(KNOWN))
+    controlled = set(RANKED_ALIGNMENTS) | set(controls["alignment"])
+    for align in (*KNOWN, *others):
         if align not in table.columns:
             table[align] = float("nan")
         columns.append(align)
-        if align in RANKED_ALIGNMENTS:
+        if align in controlled:
             for label in ("permuted", "random-init"):
                 if f"{align} {label}" not in table.columns:
                     table[f"{align} {label}"] = float("nan")

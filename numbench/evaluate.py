@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from .accuracy import sequence_correct, split_accuracies
-from .das import Engine, EngineConfig, FitResult, FitSpec, PairTensors, train_together
-from .das_workers import prestart
+from .alignments import ALIGNMENTS, alignment_record, resolve_alignment
+from .device import device_name, resolve_device
+from .engine import (Engine, EngineConfig, FitResult, FitSpec, PairTensors, prestart,
+                     speed_defaults, train_together)
 from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate
 from .machine import cpu_description
@@ -30,12 +32,12 @@ from .programs import get_program
 from .protocol import (
     BASELINE_ALIGNMENTS,
     BUDGET,
-    QUICK_BUDGET,
     PROGRAMS,
     PROTOCOL_DIGEST,
     PROTOCOL_VERSION,
     RANDOM_INIT_SEED,
     RANKED_ALIGNMENTS,
+    engine_config,
     ranked_k,
     sweep_ks,
 )
@@ -52,19 +54,42 @@ Progress = Callable[[str, dict], None]  # (stage, details)
 RETIRED = {"train_kernels": "fused", "causal_training": "cached"}
 
 
+def extra_alignments(names) -> tuple[str, ...]:
+    """The extra methods asked for (``--alignments``), in order, once each: registered
+    (an installed package's entry point is loaded here), and none the protocol fits already
+    (the ranked pair and its baselines)."""
+    out: list[str] = []
+    for name in names:
+        if name in RANKED_ALIGNMENTS or name in BASELINE_ALIGNMENTS:
+            raise NumbenchError(f"alignment '{name}' is fitted by the protocol already "
+                                f"({', '.join(RANKED_ALIGNMENTS + BASELINE_ALIGNMENTS)}): "
+                                "name other methods")
+        resolve_alignment(name)
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
 @dataclass
 class Settings:
     seed: int = 0
     quick: bool = False
     sweep: bool = False
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig = field(default_factory=engine_config)
+    # methods scored beside the ranked pair with its treatment (every variable, best site,
+    # ranked k, controls); never in the symbol score
+    alignments: tuple[str, ...] = ()
 
     @classmethod
     def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False,
-             engine: dict | None = None) -> "Settings":
-        """Protocol settings, or a ``quick`` smoke budget; ``engine`` overrides any engine
-        setting (a result whose protocol settings differ from the protocol's is unranked)."""
-        base = asdict(EngineConfig()) | (QUICK_BUDGET if quick else BUDGET)
+             engine: dict | None = None, device: str | torch.device = "cpu",
+             alignments=()) -> "Settings":
+        """Protocol settings, or a ``quick`` smoke budget, with the speed settings that suit
+        ``device``; ``engine`` overrides any engine setting (a result whose protocol settings
+        differ from the protocol's is unranked); ``alignments``: extra methods to score
+        beside the ranked pair (:func:`extra_alignments`)."""
+        extra = extra_alignments(alignments)
+        base = asdict(engine_config(quick, **speed_defaults(device)))
         unknown = set(engine or {}) - set(base)
         if unknown:
             raise NumbenchError(f"unknown engine setting(s): {', '.join(sorted(unknown))}")
@@ -72,12 +97,17 @@ class Settings:
             config = EngineConfig(**(base | (engine or {})))
         except ValueError as e:
             raise NumbenchError(f"engine setting: {e}") from None
-        return cls(seed=seed, quick=quick, sweep=sweep, engine=config)
+        if torch.device(device).type != "cpu" and config.workers > 1:
+            raise NumbenchError(f"workers={config.workers}: on {device} the fits train in one "
+                                "process (worker processes are for CPUs)")
+        return cls(seed=seed, quick=quick, sweep=sweep, engine=config, alignments=extra)
 
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
         """The settings a result recorded (its ``settings`` key); every engine setting must
-        be there, as every result of this protocol records them."""
+        be there, as every result of this protocol records them. ``alignments`` absent:
+        no method beside the ranked pair; present, its names are kept (where each came from
+        is :func:`check_alignment_sources`'s to check)."""
         engine = dict(d["engine"])
         for key, only in RETIRED.items():
             if engine.pop(key, only) != only:
@@ -90,17 +120,58 @@ class Settings:
             config = EngineConfig(**engine)
         except (TypeError, ValueError) as e:
             raise NumbenchError(f"settings.engine: {e}") from None
-        return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"], engine=config)
+        extra = tuple(a["name"] for a in d.get("alignments", []))
+        return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"], engine=config,
+                   alignments=extra)
 
     @property
     def ranked(self) -> bool:
-        """Only the protocol's own budget is ranked (speed-only settings may differ)."""
+        """Only the protocol's own budget is ranked (speed-only settings may differ). Extra
+        methods leave it ranked: they change no ranked fit (each fit trains as it would
+        alone, from a seed of its own key) and never enter the symbol score."""
         mine = asdict(self.engine)
         return not self.quick and all(mine[k] == v for k, v in BUDGET.items())
 
+    def fingerprint(self) -> dict:
+        """What a resumed run must share with the interrupted one: everything but the
+        number of processes (a fit trains exactly as it would alone wherever it runs)."""
+        d = self.to_json()
+        return d | {"engine": {k: v for k, v in d["engine"].items() if k != "workers"}}
+
     def to_json(self) -> dict:
+        """As a result records them; ``alignments`` (each extra method's name and, for a
+        user's file, its sha256: :func:`~numbench.alignments.alignment_record`) only when
+        there are any, so a result without them reads as before."""
         eng = asdict(self.engine)
-        return {"seed": self.seed, "quick": self.quick, "sweep": self.sweep, "engine": eng}
+        out = {"seed": self.seed, "quick": self.quick, "sweep": self.sweep, "engine": eng}
+        if self.alignments:
+            out["alignments"] = [alignment_record(name) for name in self.alignments]
+        return out
+
+
+def check_alignment_sources(recorded: list[dict], path=None) -> None:
+    """Raise a one-line error unless every extra method a result records is registered
+    here from the same source: a user's file with the recorded sha256 (it must be named with
+    ``--alignment-module``: a result never loads code), or the recorded package version."""
+    for i, rec in enumerate(recorded):
+        name, field_ = rec["name"], f"settings.alignments[{i}]"
+        try:
+            now = alignment_record(name)
+        except NumbenchError:
+            hint = (f"pass its file ({rec['module']}, sha256 {rec['sha256'][:12]}…) with "
+                    "--alignment-module FILE" if "sha256" in rec else
+                    f"install {rec['package']}" if "package" in rec else "")
+            raise NumbenchError(f"alignment '{name}' is not registered: {hint}".rstrip(": "),
+                                path=path, field=field_) from None
+        if "sha256" in rec and now.get("sha256") != rec["sha256"]:
+            got = f"sha256 {now['sha256'][:12]}…" if "sha256" in now else "no user file"
+            raise NumbenchError(f"alignment '{name}' was recorded from {rec['module']} with "
+                                f"sha256 {rec['sha256'][:12]}…; the one loaded has {got}: "
+                                "pass the very file with --alignment-module",
+                                path=path, field=field_)
+        if "sha256" not in rec and now != rec:
+            raise NumbenchError(f"alignment '{name}' was recorded as {rec}; here it is {now}",
+                                path=path, field=field_)
 
 
 def _fit_seed(seed: int, key: str) -> int:
@@ -130,7 +201,7 @@ class _Pairs:
         base_ids, base_pos, src_ids, src_pos = self._shared[key]
         cf = p.counterfactual
         return p, PairTensors(base_ids, torch.from_numpy(cf.ids), torch.from_numpy(cf.scored),
-                              base_pos, src_ids, src_pos)
+                              base_pos, src_ids, src_pos, torch.from_numpy(p.source_values))
 
     def triplet(self, program, variable, mode="single", permuted=False):
         sets = [self.get(program, variable, s, mode, permuted) for s in ("train", "valid", "test")]
@@ -142,6 +213,9 @@ def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) 
                 valid_iia=r.valid_iia, test_iia=r.test_iia, valid_loss=round(r.valid_loss, 6),
                 steps=r.steps, best_step=r.best_step, stop_reason=r.stop_reason,
                 pairs={s: p.sha256 for s, p in zip(("train", "valid", "test"), pairs)})
+    described = ALIGNMENTS[r.alignment].describe(r.state) if r.state else {}
+    if described:  # what a method learned beyond its IIA (boundless: its size)
+        cell["method"] = described
     if spec_meta["control"] is None:  # gradience: test IIA by source value and base count
         test = pairs[2]
         var_col = 0 if len(test.variables) == 1 else None
@@ -211,13 +285,16 @@ def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", co
 
 def evaluate(model_path: str | Path, *, task_name: str | None = None,
              settings: Settings | None = None, progress: Progress | None = None,
-             partial_path: Path | None = None) -> dict:
-    """Evaluate a model file under the protocol and return the result document."""
+             partial_path: Path | None = None, device: str | torch.device = "cpu") -> dict:
+    """Evaluate a model file under the protocol on ``device`` and return the result
+    document."""
     settings = settings or Settings()
+    device = resolve_device(device)
     torch.manual_seed(settings.seed)
     walls: dict[str, float] = {}
     t_all = t = time.perf_counter()
     model, meta = load_model(model_path)
+    model = model.to(device)
     task = load_task(task_name or meta.task_name)
     check_task(meta, task, model_path)
     sha = model_sha256(model_path)
@@ -243,8 +320,8 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     say("no-interchange baseline", {})
     no_interchange = no_interchange_iia(model, pairs, programs)
     walls["no_interchange"], t = time.perf_counter() - t, time.perf_counter()
-    fingerprint = {"model_sha256": sha, "settings": settings.to_json(),
-                   "protocol": PROTOCOL_DIGEST, "task": task.name}
+    fingerprint = {"model_sha256": sha, "settings": settings.fingerprint(),
+                   "protocol": PROTOCOL_DIGEST, "task": task.name, "device": device.type}
     done = read_partial(partial_path, fingerprint) if partial_path else {}
     if partial_path and partial_path.exists():  # say what a resumed run reuses, if anything
         say("resume", {"reused": len(done)})
@@ -262,12 +339,15 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
 
     stage = lambda key, model_, site, mode, jobs, label: stages([(key, model_, site, mode, jobs)], label)[0]
 
+    methods = (*RANKED_ALIGNMENTS, *settings.alignments)  # the extras get the same treatment
+
     def main_jobs(site: str, d: int) -> list:
-        """Ranked alignments at ranked k, their permuted controls, full & random."""
+        """Ranked alignments (and extra methods) at ranked k, their permuted controls, full
+        & random."""
         k, jobs = ranked_k(d), []
         for program, variables in programs.items():
             for var in variables:
-                for align in RANKED_ALIGNMENTS:
+                for align in methods:
                     jobs.append(_job(pairs, program, var, align, k, site))
                     jobs.append(_job(pairs, program, var, align, k, site, control="permuted"))
                 for align in BASELINE_ALIGNMENTS:
@@ -275,18 +355,19 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         return jobs
 
     def control_jobs(best: Callable[[str, str, str], dict]) -> dict[str, list]:
-        """The random-init control of every ranked cell, at its best site."""
+        """The random-init control of every ranked (and extra method's) cell, at its best
+        site."""
         by_site: dict[str, list] = {}
         for program, variables in programs.items():
             for var in variables:
-                for align in RANKED_ALIGNMENTS:
+                for align in methods:
                     b = best(program, var, align)
                     by_site.setdefault(b["site"], []).append(
                         _job(pairs, program, var, align, b["k"], b["site"], control="random_init"))
         return by_site
 
     torch.manual_seed(RANDOM_INIT_SEED + settings.seed)  # the random-init control model
-    control_model = build_model(meta.arch, meta.config, task.vocabulary).eval()
+    control_model = build_model(meta.arch, meta.config, task.vocabulary).eval().to(device)
     cells: list[dict] = []
     (site, d), *others = model.sites.items()
     if not others and Engine(model, site, "single", settings.engine).continuous:
@@ -324,7 +405,7 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
                         if best_site(cells, program, var, align)["site"] == site:
                             jobs += [_job(pairs, program, var, align, k, site)
                                      for k in sweep_ks(d) if k != ranked_k(d)]
-                            if align == "orthogonal":
+                            if align == "orthogonal" and "sd_linear" not in methods:
                                 jobs.append(_job(pairs, program, var, "sd_linear", ranked_k(d), site))
             if jobs:
                 cells += [dict(c, ranked_k=False) for c in
@@ -343,8 +424,9 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         "ranked": settings.ranked,
         "versions": {"numbench": __version__, "protocol": PROTOCOL_VERSION,
                      "protocol_sha256": PROTOCOL_DIGEST, "torch": torch.__version__,
-                     "python": platform.python_version(), "device": "cpu",
-                     "cpu": cpu_description(), "threads": torch.get_num_threads()},
+                     "python": platform.python_version(), "device": device.type,
+                     "device_name": device_name(device), "cpu": cpu_description(),
+                     "threads": torch.get_num_threads()},
         "settings": settings.to_json(),
         "task": {"name": task.name, "version": task.version, "split_sha256": task.split_hashes},
         "model": {"file": Path(model_path).name, "sha256": sha, "arch": meta.arch,
@@ -355,6 +437,6 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         "pairs": dict(sorted(pairs.hashes.items())),
         "cells": sorted(cells, key=lambda c: c["key"]),
         "no_interchange": no_interchange,
-        "summary": summarize(cells, programs, no_interchange),
+        "summary": summarize(cells, programs, no_interchange, settings.alignments),
         "wall_seconds": {k: round(v, 2) for k, v in walls.items()},
     })

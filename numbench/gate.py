@@ -7,9 +7,10 @@ from __future__ import annotations
 import torch
 
 from .accuracy import sequence_correct
-from .das import Engine, FitSpec, PairTensors
+from .engine import Engine, FitSpec, PairTensors, run
 from .errors import NumbenchError
 from .models.contract import NumbenchModel, Resumable, left_align
+from .protocol import engine_config
 
 GATE_TOLERANCE = 1e-5
 
@@ -24,11 +25,12 @@ def identity_logit_diff(model: NumbenchModel, site: str, ids: torch.Tensor, pos:
     """Max |logits| change from an identity interchange (source = base, same position),
     through every path the engine uses: the model's interchange run and, for a resumable
     site, the restart from the cached state (PROTOCOL §6 fidelity gate)."""
+    ids, pos = ids.to(model.device), pos.to(model.device)
     plain = model.run(ids)
     same = model.run(ids, site, pos, lambda h, rows, t: h, mode)
     diff = float((same - plain).abs().max())
     if mode == "single" and isinstance(model, Resumable) and site in model.state_sites:
-        rows = torch.arange(len(ids))
+        rows = torch.arange(len(ids), device=ids.device)
         h = model.activations(ids, site)[rows, pos]
         resumed = model.resume(site, h, left_align(ids, pos + 1))  # positions i..
         T = ids.shape[1]
@@ -49,7 +51,7 @@ def run_gate(model: NumbenchModel, pairs) -> dict:
     iia = {}
     for site in model.sites:
         spec = FitSpec("gate", "full", model.sites[site], identity, identity, identity)
-        iia[site] = Engine(model, site).run([spec])[0].test_iia
+        iia[site] = run(Engine(model, site, config=engine_config()), [spec])[0].test_iia
     passed = diff <= GATE_TOLERANCE and all(v == base_acc for v in iia.values())
     return {"passed": passed, "max_abs_logit_diff": diff, "base_only_iia": iia,
             "task_accuracy_on_bases": base_acc, "tolerance": GATE_TOLERANCE}

@@ -93,7 +93,10 @@ def run_job(job: dict) -> dict:
         for module in job.get("arch_modules", []) + job["spec"].get("arch_modules", []):
             if str(Path(module).resolve()) not in plugin_paths():
                 load_arch_module(module)
-        (_train if job["kind"] == "train" else _evaluate)(job["spec"], Path(job["output"]))
+        from .device import resolve_device
+
+        device = resolve_device(job.get("device", "auto"))  # where this job runs
+        (_train if job["kind"] == "train" else _evaluate)(job["spec"], Path(job["output"]), device)
         return {"key": job["key"], "ok": True, "seconds": time.perf_counter() - t,
                 "output": job["output"]}
     except Exception as e:  # reported with the job; the other jobs go on
@@ -102,7 +105,7 @@ def run_job(job: dict) -> dict:
                 "traceback": traceback.format_exc(limit=5)}
 
 
-def _train(spec: dict, out: Path) -> None:
+def _train(spec: dict, out: Path, device) -> None:
     from .accuracy import split_accuracies
     from .models.files import save_model
     from .tasks import load_task
@@ -110,18 +113,19 @@ def _train(spec: dict, out: Path) -> None:
 
     task = load_task(spec["task"])
     res = train(spec["arch"], task, spec["seed"], config=spec["config"],
-                train_config=TrainConfig(**spec["train"]))
+                train_config=TrainConfig(**spec["train"]), device=device)
     summary = dict(res.summary, accuracy=split_accuracies(res.model, task),
                    parameters=res.model.parameter_count())
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model(res.model, out, task=task, seed=spec["seed"], training=summary)
 
 
-def _evaluate(spec: dict, out: Path) -> None:
+def _evaluate(spec: dict, out: Path, device) -> None:
     from .evaluate import Settings, evaluate
     from .results import write_json_atomic
 
     # a job already has its own core: one engine worker, unless the spec says otherwise
     settings = Settings.make(seed=spec["seed"], quick=spec["quick"], sweep=spec["sweep"],
-                             engine={"workers": 1} | (spec["engine"] or {}))
-    write_json_atomic(out, evaluate(spec["model"], task_name=spec["task"], settings=settings))
+                             engine={"workers": 1} | (spec["engine"] or {}), device=device)
+    write_json_atomic(out, evaluate(spec["model"], task_name=spec["task"], settings=settings,
+                                    device=device))

@@ -5,7 +5,8 @@ name (so the order never depends on the file system). Only ranked (non-``--quick
 of the current protocol version are ranked; others are listed apart. The output has no
 timestamps: the same result files give a byte-identical ``leaderboard.md``. Scores are what
 each result's cells give (:attr:`Submission.summary`), and every text from a result file is
-escaped, so a name can neither inject HTML nor break a table.
+escaped, so a name can neither inject HTML nor break a table. A last section, *Methods*,
+ranks the alignment methods across the ranked results (:mod:`numbench.methods`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from statistics import mean
 
 import pandas as pd
 
+from . import methods as method_board
 from .protocol import PROTOCOL_VERSION, RANKED_ALIGNMENTS
 from .submissions import Submission
 
@@ -38,6 +40,11 @@ COLUMNS_NOTE = (
     "the mean IIA of the same alignments on a freshly initialised model, *no-interchange* the "
     "mean of what the plain model scores on those variables' counterfactual inputs "
     "(– for a protocol-1 result, which has none) (PROTOCOL §6)."
+)
+METHODS_NOTE = (
+    " *other methods* (shown when a result holds any, from `evaluate --alignments`) gives "
+    "each method scored beside the ranked pair as its mean test IIA over the best program's "
+    "variables, each at its own best site; it never changes a rank."
 )
 
 
@@ -73,11 +80,14 @@ def summary_row(sub: Submission) -> dict:
     s, acc = sub.summary, doc["task_accuracy"]
     best = s.get("best_program")
     entries = []
-    per_var = {}
+    per_var, methods = {}, {}
     if best:
         for var, per in s["programs"][best]["variables"].items():
             per_var[var] = {a: per[a]["test_iia"] for a in RANKED_ALIGNMENTS if a in per}
             entries += [per[a] for a in RANKED_ALIGNMENTS if a in per]
+        for method, programs in (s.get("methods") or {}).items():
+            iias = [e["test_iia"] for e in programs.get(best, {}).values()]
+            methods[method] = mean(iias) if iias else None
     avg = lambda key: (mean(e[key] for e in entries)
                        if entries and all(e.get(key) is not None for e in entries) else None)
     return {
@@ -86,7 +96,7 @@ def summary_row(sub: Submission) -> dict:
         "holdout": acc.get("holdout"), "symbol_score": s.get("symbol_score"),
         "best_program": best, "variables": per_var, "selectivity": avg("selectivity"),
         "random_init": avg("random_init_iia"), "no_interchange": avg("no_interchange_iia"),
-        "verified": sub.verified,
+        "methods": methods, "verified": sub.verified,
         "protocol": doc["versions"]["protocol"], "ranked": sub.ranked,
         "low_accuracy": acc.get("iid") is None or acc["iid"] < IID_FLOOR,
     }
@@ -98,8 +108,10 @@ def rank(rows: list[dict]) -> list[dict]:
 
 
 def display_frame(rows: list[dict], *, with_task: bool, numbered: bool = True) -> pd.DataFrame:
-    """Formatted strings, one column per leaderboard column."""
+    """Formatted strings, one column per leaderboard column (*other methods* only where a
+    row has any)."""
     out = []
+    with_methods = any(r["methods"] for r in rows)
     for i, r in enumerate(rows, 1):
         variables = " · ".join(f"{v} {'/'.join(_fmt(x, 2) for x in al.values())}"
                                for v, al in r["variables"].items())
@@ -111,15 +123,18 @@ def display_frame(rows: list[dict], *, with_task: bool, numbered: bool = True) -
                 "holdout": _fmt(r["holdout"]), "symbol score": _fmt(r["symbol_score"]),
                 "best program": r["best_program"] or "–", "variables (orth / linear)": variables,
                 "selectivity": _fmt(r["selectivity"]), "random-init": _fmt(r["random_init"]),
-                "no-interchange": _fmt(r["no_interchange"]),
-                "verified": VERIFIED_MARK if r["verified"] else "",
+                "no-interchange": _fmt(r["no_interchange"])}
+        if with_methods:
+            row["other methods"] = " · ".join(f"{m} {_fmt(x, 2)}" for m, x in r["methods"].items())
+        row |= {"verified": VERIFIED_MARK if r["verified"] else "",
                 "protocol": r["protocol"]}
         out.append(row)
     return pd.DataFrame(out)
 
 
 def sections(subs: list[Submission]) -> list[tuple[str, str, pd.DataFrame]]:
-    """(heading, note, table) in page order: overall, per task, unranked, other protocols."""
+    """(heading, note, table) in page order: overall, per task, unranked, other protocols,
+    then the method board (:mod:`numbench.methods`)."""
     rows = [summary_row(s) for s in subs]
     ranked = rank([r for r in rows if r["protocol"] == PROTOCOL_VERSION and r["ranked"]])
     out = [("Overall", "Every ranked (model, task) result in one ranking.",
@@ -136,14 +151,21 @@ def sections(subs: list[Submission]) -> list[tuple[str, str, pd.DataFrame]]:
         out.append(("Other protocol versions",
                     f"Listed apart and never ranked with protocol {PROTOCOL_VERSION}.",
                     display_frame(other, with_task=True, numbered=False)))
+    out.append(("Methods", method_board.RULE,
+                pd.DataFrame(method_board.display_rows(method_board.board_rows(subs)))))
     return out
+
+
+def columns_note(subs: list[Submission]) -> str:
+    """What the columns mean; the *other methods* sentence only where a result has some."""
+    return COLUMNS_NOTE + (METHODS_NOTE if any(s.summary.get("methods") for s in subs) else "")
 
 
 def render_markdown(subs: list[Submission], problems: list[tuple[str, str]]) -> str:
     lines = ["# numbench leaderboard", "",
              f"Built by `numbench leaderboard` from {len(subs)} result file(s) under "
              f"`submissions/`, protocol version {PROTOCOL_VERSION}. Do not edit by hand.", "",
-             RULE, "", COLUMNS_NOTE, ""]
+             RULE, "", columns_note(subs), ""]
     for heading, note, frame in sections(subs):
         lines += [f"## {heading}", ""] + ([note, ""] if note else [])
         escaped = frame.apply(lambda column: column.map(markdown_text))  # pandas 2.0: no .map
@@ -198,7 +220,7 @@ def render_html(subs: list[Submission], problems: list[tuple[str, str]],
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
              "<title>numbench leaderboard</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>numbench leaderboard</h1>",
-             f"<p>{md_inline(RULE)}</p>", f"<p>{md_inline(COLUMNS_NOTE)}</p>",
+             f"<p>{md_inline(RULE)}</p>", f"<p>{md_inline(columns_note(subs))}</p>",
              "<p>Click a column header to sort.</p>"]
     for heading, note, frame in sections(subs):
         parts.append(f"<h2>{md_inline(heading)}</h2>")

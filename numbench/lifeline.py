@@ -1,7 +1,7 @@
 """Worker processes that do not outlive their use: stopped at once on an interrupt, and
 gone by themselves once the process that started them is.
 
-Both the engine's workers (``das_workers``) and the local job backend (``backends``) run
+Both the engine's workers (``engine/parallel.py``) and the local job backend (``backends``) run
 ``concurrent.futures`` process pools. Left alone, a pool's shutdown waits for the tasks
 its workers are running (a lockstep part can train for an hour), and a worker whose parent
 was killed outright trains on, for nobody, until its task ends.

@@ -51,7 +51,7 @@ def default_train_precision() -> str:
 
 @contextmanager
 def one_thread():
-    """torch on one thread here, as in every engine worker process (``das_workers``).
+    """torch on one thread here, as in every engine worker process (``engine/parallel.py``).
     Whatever a process computes for fits that may train in a worker (their prepared
     activations above all) must be computed so: some models' float32 runs round differently
     on two threads (the LSTM's activations by up to 1e-5), and a fit's numbers must not

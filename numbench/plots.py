@@ -6,6 +6,10 @@ mode in rows of its own); gradience — test IIA by the source's variable value 
 base's count, with the number of test pairs behind each point. Files are named
 ``NAME-KIND.png`` after the result (its folder under submissions/), so the plots of two
 results never overwrite each other in one folder.
+
+Which methods are drawn comes from the result's cells: the ranked pair and every method
+evaluated beside it with its controls (``evaluate --alignments``; :func:`methods`), each
+in a colour of its own.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import NumbenchError
-from .protocol import RANKED_ALIGNMENTS, ranked_k
+from .protocol import BASELINE_ALIGNMENTS, RANKED_ALIGNMENTS, ranked_k
+from .scores import method_entries
 
 KINDS = ("k", "sites", "gradience")
 COLORS = {"orthogonal": "tab:blue", "linear": "tab:orange", "sd_linear": "tab:green",
           "full": "tab:gray", "random": "tab:red"}
+#: colours of the other methods, in the order :func:`colors` meets them
+PALETTE = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "navy", "teal",
+           "gold", "black", "lime")
+KNOWN = ("orthogonal", "linear", "sd_linear", *BASELINE_ALIGNMENTS)
 NO_K_SWEEP = "no k-sweep in this result: evaluate with --sweep"
 #: a gradience point resting on fewer test pairs than this is drawn hollow: at IIA 0.5 its
 #: standard error is above 0.11
@@ -39,6 +48,29 @@ def _plt():
 
 def _variables(doc: dict) -> list[tuple[str, str]]:
     return [(p, v) for p, prog in doc["summary"]["programs"].items() for v in prog["variables"]]
+
+
+def methods(doc: dict) -> list[str]:
+    """The methods a result evaluated with controls: the ranked pair, then every other
+    alignment with control cells (the extra methods), by name."""
+    controlled = {c["alignment"] for c in doc["cells"] if c["control"] is not None}
+    return [*RANKED_ALIGNMENTS, *sorted(controlled - set(RANKED_ALIGNMENTS))]
+
+
+def alignments(doc: dict) -> list[str]:
+    """Every alignment in the result's single-mode cells: the protocol's kinds in their
+    order, then the others by name."""
+    present = {c["alignment"] for c in _main_cells(doc)}
+    return [a for a in KNOWN if a in present] + sorted(present - set(KNOWN))
+
+
+def colors(doc: dict) -> dict[str, str]:
+    """A colour per alignment of the result: the protocol's kinds' own, then the palette."""
+    out = dict(COLORS)
+    others = [a for a in alignments(doc) + methods(doc) if a not in out]
+    for i, a in enumerate(dict.fromkeys(others)):
+        out[a] = PALETTE[i % len(PALETTE)]
+    return out
 
 
 def _main_cells(doc: dict, **want) -> list[dict]:
@@ -71,23 +103,25 @@ def has_k_sweep(doc: dict) -> bool:
 
 def plot_k(doc: dict, path: Path) -> Path:
     """Test IIA against k, one panel per variable, one line per alignment (at its best site).
-    An alignment fitted at one k only (sd_linear, random) is one marker, named so."""
+    An alignment fitted at one k only (sd_linear, random, an extra method) is one marker,
+    named so."""
     if not has_k_sweep(doc):
         raise NumbenchError(NO_K_SWEEP)
     plt = _plt()
     variables = _variables(doc)
+    color = colors(doc)
     fig, axes = _grid(plt, len(variables))
     for ax, (program, var) in zip(axes[0], variables):
-        best = doc["summary"]["programs"][program]["variables"][var]
+        best = method_entries(doc["summary"], program, var)
         site = best.get("orthogonal", {}).get("site")
         ks = set()
-        for align in ("orthogonal", "linear", "sd_linear", "random"):
+        for align in [a for a in alignments(doc) if a != "full"]:
             at = best.get(align, {}).get("site", site)
             pts = sorted((c["k"], c["test_iia"]) for c in _main_cells(
                 doc, program=program, variable=var, alignment=align, site=at))
             if pts:
                 label = align if len(pts) > 1 else f"{align} (k={pts[0][0]} only)"
-                ax.plot(*zip(*pts), marker="o", label=label, color=COLORS[align])
+                ax.plot(*zip(*pts), marker="o", label=label, color=color[align])
                 ks |= {k for k, _ in pts}
         full = _main_cells(doc, program=program, variable=var, alignment="full", site=site)
         if full:
@@ -106,12 +140,13 @@ def plot_k(doc: dict, path: Path) -> Path:
 def site_grid(doc: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]],
                                   list[list[float]]]:
     """Test IIA at the ranked k per (site, mode) row and (program, variable, alignment)
-    column: every site in single mode, then, in a ``--sweep`` result, every site in prefix
-    mode (the interchange at every position up to i). NaN where a cell is missing."""
+    column, the alignment one of :func:`methods`: every site in single mode, then, in a
+    ``--sweep`` result, every site in prefix mode (the interchange at every position up to
+    i). NaN where a cell is missing."""
     sites = doc["model"]["sites"]
     modes = ["single"] + (["prefix"] if any(c["mode"] == "prefix" for c in doc["cells"]) else [])
     rows = [(site, mode) for mode in modes for site in sites]
-    cols = [(p, v, a) for p, v in _variables(doc) for a in RANKED_ALIGNMENTS]
+    cols = [(p, v, a) for p, v in _variables(doc) for a in methods(doc)]
     grid = [[float("nan")] * len(cols) for _ in rows]
     for c in doc["cells"]:
         key = (c["program"], c["variable"], c["alignment"])
@@ -175,7 +210,8 @@ def gradience_counts(doc: dict, program: str, variable: str,
     return dict(by_value), dict(Counter(str(n) for n in pairs.base.counts))
 
 
-def _gradience_lines(ax, series: dict[str, dict[str, float]], n: dict[str, int] | None) -> None:
+def _gradience_lines(ax, series: dict[str, dict[str, float]], n: dict[str, int] | None,
+                     color: dict[str, str]) -> None:
     """IIA against an ordered value, one line per alignment; the test pairs per value as
     grey bars on a right-hand axis, and points on fewer than SMALL_GROUP pairs hollow."""
     if n:
@@ -189,17 +225,18 @@ def _gradience_lines(ax, series: dict[str, dict[str, float]], n: dict[str, int] 
         ax.patch.set_visible(False)
     for align, data in series.items():
         xs = sorted(data, key=int)
-        ax.plot([int(x) for x in xs], [data[x] for x in xs], color=COLORS[align], label=align,
+        ax.plot([int(x) for x in xs], [data[x] for x in xs], color=color[align], label=align,
                 lw=1.2)
         small = [x for x in xs if n and n.get(x, 0) < SMALL_GROUP]
         big = [x for x in xs if x not in small]
         ax.plot([int(x) for x in big], [data[x] for x in big], ls="", marker="o", ms=3.5,
-                color=COLORS[align])
+                color=color[align])
         ax.plot([int(x) for x in small], [data[x] for x in small], ls="", marker="o", ms=3.5,
-                mfc="white", color=COLORS[align])
+                mfc="white", color=color[align])
 
 
-def _gradience_bars(ax, series: dict[str, dict[str, float]], n: dict[str, int] | None) -> None:
+def _gradience_bars(ax, series: dict[str, dict[str, float]], n: dict[str, int] | None,
+                    color: dict[str, str]) -> None:
     """IIA per value of a variable with two values (a phase): grouped bars, one per
     alignment, each value's test pairs under its tick."""
     values = sorted({x for data in series.values() for x in data}, key=int)
@@ -207,19 +244,18 @@ def _gradience_bars(ax, series: dict[str, dict[str, float]], n: dict[str, int] |
     for i, (align, data) in enumerate(series.items()):
         pos = [j + (i - (len(series) - 1) / 2) * width for j in range(len(values))]
         bars = ax.bar(pos, [data.get(x, float("nan")) for x in values], width,
-                      color=COLORS[align], label=align)
+                      color=color[align], label=align)
         ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     ax.set_xticks(range(len(values)), [x + (f"\n{n[x]} pairs" if n and x in n else "")
                                       for x in values])
     ax.set_xlim(-0.6, len(values) - 0.4)
 
 
-def _gradience_legend(counted: bool) -> list:
+def _gradience_legend(counted: bool, drawn: list[str], color: dict[str, str]) -> list:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Line2D([], [], color=COLORS[a], marker="o", ms=3.5, label=a)
-               for a in RANKED_ALIGNMENTS]
+    handles = [Line2D([], [], color=color[a], marker="o", ms=3.5, label=a) for a in drawn]
     if counted:
         handles += [Line2D([], [], color="0.3", marker="o", ms=3.5, mfc="white", ls="",
                            label=f"under {SMALL_GROUP} pairs"),
@@ -229,17 +265,19 @@ def _gradience_legend(counted: bool) -> list:
 
 def plot_gradience(doc: dict, path: Path) -> Path:
     """Test IIA by source value (top) and base count (bottom), per variable, for each ranked
-    alignment at its best site and k. Grey bars count the test pairs behind each point (a
-    variable with two values is drawn as bars, its counts under the ticks)."""
+    alignment and each extra method (:func:`methods`) at its best site and k. Grey bars
+    count the test pairs behind each point (a variable with two values is drawn as bars,
+    its counts under the ticks)."""
     plt = _plt()
     variables = _variables(doc)
     fig, axes = _grid(plt, len(variables), rows=2, size=(3.4, 3.0))
     unknown, legend_x = False, 1.02
+    drawn, color = methods(doc), colors(doc)
     for j, (program, var) in enumerate(variables):
-        best = doc["summary"]["programs"][program]["variables"][var]
+        best = method_entries(doc["summary"], program, var)
         series: list[dict] = [{}, {}]
         sha = None
-        for align in RANKED_ALIGNMENTS:
+        for align in drawn:
             if align not in best:
                 continue
             cells = _main_cells(doc, program=program, variable=var, alignment=align,
@@ -254,16 +292,16 @@ def plot_gradience(doc: dict, path: Path) -> Path:
             n = counts[row] if counts else None
             values = {x for data in series[row].values() for x in data}
             if len(values) > 2:
-                _gradience_lines(axes[row][j], series[row], n)
+                _gradience_lines(axes[row][j], series[row], n, color)
                 if row == 0 and j == len(variables) - 1 and n:
                     legend_x = 1.25  # clear of the pair counts' axis
             elif values:
-                _gradience_bars(axes[row][j], series[row], n)
+                _gradience_bars(axes[row][j], series[row], n, color)
         axes[0][j].set(title=f"{program}: {var}", xlabel="source value", ylim=(-0.02, 1.05))
         axes[1][j].set(xlabel="base count", ylim=(-0.02, 1.02))
     axes[0][0].set_ylabel("test IIA")
     axes[1][0].set_ylabel("test IIA")
-    axes[0][-1].legend(handles=_gradience_legend(not unknown), fontsize=7,
+    axes[0][-1].legend(handles=_gradience_legend(not unknown, drawn, color), fontsize=7,
                        loc="upper left", bbox_to_anchor=(legend_x, 1))
     fig.suptitle(f"{doc['model']['file']}: gradience (test IIA at the best site, ranked k)"
                  + ("\npairs per point unknown: the test pairs could not be made again"

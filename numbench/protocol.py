@@ -39,6 +39,14 @@ PROTOCOL1_BUDGET = BUDGET | {"lr": 1e-3, "max_steps": 20_000, "eval_every": 100,
 QUICK_BUDGET = BUDGET | {"max_steps": 250, "patience": 2, "fail_after": 150}
 
 
+def engine_config(quick: bool = False, **settings):
+    """The engine's settings under this protocol's budget (``quick``: the ``--quick``
+    one), speed settings by default unless given; ``settings`` may override anything."""
+    from .engine.config import EngineConfig
+
+    return EngineConfig(**((QUICK_BUDGET if quick else BUDGET) | settings))
+
+
 def ranked_k(d: int) -> int:
     """Ranked subspace size: min(16, d/2)."""
     return max(1, min(16, d // 2))

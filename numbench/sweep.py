@@ -28,13 +28,13 @@ training jobs and evaluation jobs; evaluation of a trained model waits for its t
 from __future__ import annotations
 
 import glob
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import NumbenchError
 from .jobs import Job, evaluate_job, evaluate_spec, train_spec
 from .models.registry import architectures, make_config
+from .results import read_bytes, read_json
 from .tasks import load_task
 from .training import TrainConfig, check_model_size
 
@@ -50,20 +50,22 @@ class Plan:
 
 
 def read_sweep(path: str | Path) -> dict:
+    """A sweep file's document (TOML, or JSON for a ``.json`` file); one-line NumbenchError
+    when it is not a regular file of at most 64 MB, not UTF-8, not valid TOML or JSON, or
+    nests too deep. :func:`plan` checks what it holds."""
     path = Path(path)
+    if path.suffix == ".json":
+        return read_json(path)
+    data = read_bytes(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise NumbenchError(f"cannot read ({e.strerror})", path=path) from None
-    try:
-        if path.suffix == ".json":
-            return json.loads(text)
         try:
             import tomllib
         except ImportError:  # Python 3.10
             import tomli as tomllib
-        return tomllib.loads(text)
-    except ValueError as e:
+        return tomllib.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise NumbenchError("not a valid sweep file (nested too deep)", path=path) from None
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, an int of > 4300 digits
         raise NumbenchError(f"not a valid sweep file ({e})", path=path) from None
 
 
@@ -210,7 +212,8 @@ def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
     return Plan(name, train_jobs, eval_jobs)
 
 
-def run_jobs(jobs: list[Job], backend, on_outcome=None, *, arch_modules=()) -> list[dict]:
+def run_jobs(jobs: list[Job], backend, on_outcome=None, *, arch_modules=(),
+             device: str = "auto") -> list[dict]:
     """Run the jobs not yet done through ``backend``; one outcome per job, in job order.
     Finished jobs come back as ``{"ok": True, "skipped": True}`` without running.
 
@@ -226,7 +229,7 @@ def run_jobs(jobs: list[Job], backend, on_outcome=None, *, arch_modules=()) -> l
             outcomes[job.key] = {"key": job.key, "ok": True, "skipped": True, "seconds": 0.0,
                                  "output": job.output}
         else:
-            todo.append(dict(job.to_json(), arch_modules=list(arch_modules)))
+            todo.append(dict(job.to_json(), arch_modules=list(arch_modules), device=device))
     for outcome in backend.run(run_job, todo):
         outcomes[outcome["key"]] = outcome
         if on_outcome:
@@ -234,14 +237,15 @@ def run_jobs(jobs: list[Job], backend, on_outcome=None, *, arch_modules=()) -> l
     return [dict(outcomes[j.key], label=j.label, kind=j.kind) for j in jobs]
 
 
-def run_plan(p: Plan, backend, on_outcome=None, *, arch_modules=()) -> list[dict]:
+def run_plan(p: Plan, backend, on_outcome=None, *, arch_modules=(), device: str = "auto") -> list[dict]:
     """Training jobs first, then evaluations; an evaluation whose model failed to train is
-    reported as failed without running. ``arch_modules`` as for :func:`run_jobs`."""
-    done = run_jobs(p.train, backend, on_outcome, arch_modules=arch_modules)
+    reported as failed without running. ``arch_modules`` as for :func:`run_jobs`;
+    ``device``: where each job computes (``auto`` is decided where the job runs)."""
+    done = run_jobs(p.train, backend, on_outcome, arch_modules=arch_modules, device=device)
     failed_models = {o["output"] for o in done if not o["ok"]}
     ready = [j for j in p.evaluate if j.spec["model"] not in failed_models]
     for j in p.evaluate:
         if j.spec["model"] in failed_models:
             done.append({"key": j.key, "ok": False, "seconds": 0.0, "output": j.output,
                          "label": j.label, "kind": j.kind, "error": "its model failed to train"})
-    return done + run_jobs(ready, backend, on_outcome, arch_modules=arch_modules)
+    return done + run_jobs(ready, backend, on_outcome, arch_modules=arch_modules, device=device)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from .device import device_name, recorded_kind, resolve_device
 from .errors import NumbenchError
-from .evaluate import Settings, evaluate
+from .evaluate import Settings, check_alignment_sources, evaluate
 from .machine import bf16_products, cpu_description, other_cpu_note
 from .models.files import model_sha256
 from .protocol import PROTOCOL_VERSION
@@ -26,7 +27,7 @@ from .version import __version__
 
 #: run facts, not results: they may differ between machines without making numbers differ
 IGNORED = {"wall_seconds", "digest", "versions.python", "versions.torch", "versions.threads",
-           "versions.numbench", "versions.cpu", "model.file"}
+           "versions.numbench", "versions.cpu", "versions.device_name", "model.file"}
 
 
 @dataclass
@@ -102,14 +103,41 @@ def slow_replay_note(result_path: str | Path) -> str | None:
             "takes that much longer; a CPU with AVX512-BF16 or AMX replays it at speed")
 
 
-def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Verification:
-    """Re-run the recorded evaluation of ``model_path``; record the outcome beside the result."""
+def replay_device(versions: dict, device: str = "auto") -> torch.device:
+    """Where to replay a result: a device of the kind it was computed on (``device``
+    may pick which one, e.g. ``cuda:1``). Another kind is refused: its kernels differ,
+    so its numbers would differ in their last bits and, over thousands of steps, more."""
+    kind = recorded_kind(versions)
+    name = versions.get("device_name") or kind
+    if device == "auto":
+        device = kind
+    if device.split(":")[0] != kind:
+        raise NumbenchError(f"computed on {kind} ({name}): replay it on a device of that kind, "
+                            f"not --device {device}")
+    try:
+        return resolve_device(device)
+    except NumbenchError as e:
+        raise NumbenchError(f"computed on {kind} ({name}), which this machine cannot replay it "
+                            f"on: {e}") from None
+
+
+def verify(result_path: str | Path, model_path: str | Path, progress=None,
+           device: str = "auto") -> Verification:
+    """Re-run the recorded evaluation of ``model_path`` on a device of the recorded kind;
+    record the outcome beside the result."""
     result_path = Path(result_path)
     doc = validate_result(read_json(result_path), result_path)  # one line if unreadable
+    try:
+        where = replay_device(doc["versions"], device)
+    except NumbenchError as e:
+        raise NumbenchError(str(e), path=result_path, field="versions.device") from None
     if doc["versions"]["protocol"] != PROTOCOL_VERSION:
         raise NumbenchError(f"made under protocol {doc['versions']['protocol']}; this numbench "
                             f"runs protocol {PROTOCOL_VERSION}", path=result_path,
                             field="versions.protocol")
+    # every extra method from where it was recorded: a user's file (named with
+    # --alignment-module, never loaded from the result) with the recorded sha256
+    check_alignment_sources(doc["settings"].get("alignments", []), result_path)
     mismatches, differs = [], False
     if doc["digest"] != result_digest(doc):
         mismatches.append(Mismatch("digest", doc["digest"], result_digest(doc)))
@@ -124,7 +152,7 @@ def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Ve
         settings = Settings.from_json(doc["settings"])
         try:
             again = evaluate(model_path, task_name=doc["task"]["name"], settings=settings,
-                             progress=progress)
+                             progress=progress, device=where)
         finally:
             torch.set_num_threads(before)
         # settings added since the result was written are replayed at their old values
@@ -134,7 +162,8 @@ def verify(result_path: str | Path, model_path: str | Path, progress=None) -> Ve
               "model_sha256": sha, "passed": not mismatches, "mismatches": len(mismatches),
               "first_mismatches": [str(m) for m in mismatches[:20]],
               "numbench": __version__, "torch": torch.__version__,
-              "cpu_recorded": doc["versions"].get("cpu"), "cpu": cpu_description()}
+              "cpu_recorded": doc["versions"].get("cpu"), "cpu": cpu_description(),
+              "device": where.type, "device_name": device_name(where)}
     # numbers that did not reproduce may come from another CPU kind's kernels: say so
     note = other_cpu_note(record["cpu_recorded"], record["cpu"]) if differs else None
     if note:

@@ -7,10 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from numbench.alignments import make_alignment
-from numbench.das import Engine, EngineConfig, FitSpec, PairTensors, train_together
-from numbench.das_workers import deal, shown_progress
+from numbench.engine import Engine, FitSpec, PairTensors, run, train_together
+from numbench.engine.parallel import deal, shown_progress
+from numbench.engine.paths import Cut, Packed
+from numbench.protocol import engine_config
 from numbench.machine import fp32_rows_exact, one_thread
 from numbench.gate import identity_logit_diff
+from numbench.models.speed import bf16_training
 from numbench.pairs import make_pairs
 from numbench.training import TrainConfig, train
 
@@ -78,7 +81,7 @@ def plain_fit(model, site, kind, k, seed, train_p, valid_p, steps, batch=128, lr
 
 
 def no_stop(steps):
-    return EngineConfig(max_steps=steps, eval_every=25, stop_iia=2.0, patience=10**6, lr=1e-2,
+    return engine_config(max_steps=steps, eval_every=25, stop_iia=2.0, patience=10**6, lr=1e-2,
                         fail_after=10**6, fits_per_forward=3)
 
 
@@ -112,7 +115,7 @@ def test_fast_engine_matches_plain_loop(small_gru, multi, plain_test_iia, kind, 
              FitSpec("phase", kind, 4, *other, seed=12),
              FitSpec("count2", "orthogonal", 2, tr, va, te, seed=13)]
     config = dataclasses.replace(no_stop(150), train_precision=precision)
-    res = Engine(small_gru, "hidden", config=config, reference=kernels == "autograd").run(specs, seed=0)
+    res = run(Engine(small_gru, "hidden", config=config, reference=kernels == "autograd"), specs, seed=0)
     init_iia = plain_iia(small_gru, "hidden", make_alignment(kind, 32, 4, seed=11), te)
     assert abs(res[0].test_iia - plain_test_iia(kind)) <= 0.02
     assert res[0].test_iia > init_iia + 0.05  # training did something (non-vacuous)
@@ -122,7 +125,7 @@ def test_engine_scores_equal_plain_scores_for_fixed_alignments(small_gru, multi)
     """No training: the engine's IIA of full/random equals the plain computation exactly."""
     tr, va, te = data(multi, "up_down", "count", n_train=128)
     specs = [FitSpec("full", "full", 32, tr, va, te), FitSpec("rand", "random", 8, tr, va, te, seed=3)]
-    res = Engine(small_gru, "hidden").run(specs)
+    res = run(Engine(small_gru, "hidden", config=engine_config()), specs)
     same = lambda x: pytest.approx(x, abs=1e-6)  # equal counts; float32 vs float64 means
     assert res[0].test_iia == same(plain_iia(small_gru, "hidden", make_alignment("full", 32, 32), te))
     assert res[1].test_iia == same(plain_iia(small_gru, "hidden", make_alignment("random", 32, 8, seed=3), te))
@@ -134,16 +137,16 @@ def test_transformer_generic_path_and_prefix_mode(multi):
 
     model = tiny("transformer", multi)
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=64)
-    run = lambda: Engine(model, "block0", config=no_stop(10)).run(
-        [FitSpec("a", "orthogonal", 4, tr, va, te)])
-    res = run()
+    train = lambda: run(Engine(model, "block0", config=no_stop(10)),
+                        [FitSpec("a", "orthogonal", 4, tr, va, te)])
+    res = train()
     assert 0.0 <= res[0].test_iia <= 1.0 and res[0].steps == 10
-    again = run()  # the tail path, heads shared through torch.unique: deterministic
+    again = train()  # the tail path, heads shared through torch.unique: deterministic
     assert again[0].valid_loss == res[0].valid_loss
     assert all(torch.equal(again[0].state[k], v) for k, v in res[0].state.items())
     pre = [tensors(make_pairs(multi, "up_down", "count", s, mode="prefix"), n)
            for s, n in (("train", 256), ("valid", 64), ("test", 64))]
-    full = Engine(model, "block1", "prefix").run([FitSpec("f", "full", 16, *pre)])
+    full = run(Engine(model, "block1", "prefix", engine_config()), [FitSpec("f", "full", 16, *pre)])
     # swapping the whole residual stream at every position 0..i of block1 is exact, so the
     # prefix-interchanged run equals the counterfactual run of the source itself only
     # when i = j: check against the plain computation instead
@@ -159,20 +162,21 @@ def test_transformer_generic_path_and_prefix_mode(multi):
 def test_length_groups_change_the_work_not_the_numbers(multi, monkeypatch):
     """The generic path cuts rows of similar length after their last scored place; the
     fits must train and score as they would on whole, padded rows in one forward."""
-    import numbench.das as das
+    from numbench.engine import paths
     from models_helpers import tiny
 
     model = tiny("transformer", multi)
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=128)
-    groups = das._length_groups([Engine(model, "block0").prepare(te)], torch.arange(128)[None])
+    groups = paths.length_groups([Engine(model, "block0", config=engine_config()).prepare(te)],
+                                 torch.arange(128)[None])
     assert len(groups) == 4 and min(w for _, w in groups) < te.cf_ids.shape[1]  # real cuts
     specs = lambda: [FitSpec("a", "linear", 4, tr, va, te, seed=1),
                      FitSpec("b", "random", 4, tr, va, te, seed=2)]
     config = no_stop(10)  # the reference engine: the cut path trains too
-    grouped = Engine(model, "embed", config=config, reference=True).run(specs())
+    grouped = run(Engine(model, "embed", config=config, reference=True), specs())
     whole = lambda data, idx: [(torch.arange(idx.shape[1]), data[0].ids.shape[1])]
-    monkeypatch.setattr(das, "_length_groups", whole)
-    plain = Engine(model, "embed", config=config, reference=True).run(specs())
+    monkeypatch.setattr(paths, "length_groups", whole)
+    plain = run(Engine(model, "embed", config=config, reference=True), specs())
     for g, p in zip(grouped, plain):
         assert g.valid_loss == pytest.approx(p.valid_loss, rel=1e-4)
         assert (g.test_correct == p.test_correct).all()
@@ -199,9 +203,9 @@ def test_tail_training_step_has_the_whole_forwards_gradient(multi, site, monkeyp
     cache = model.head_cache
     for how, precision in ways:
         monkeypatch.setattr(model, "head_cache", cache if how == "cached" else lambda *a: None)
-        engine = Engine(model, site, config=EngineConfig(train_precision=precision),
+        engine = Engine(model, site, config=engine_config(train_precision=precision),
                         reference=how == "full")
-        assert engine.tail == (how != "full")
+        assert isinstance(engine.train_path, Packed if how != "full" else Cut)
         fits = engine.make_fits(specs)
         engine.train_step(fits, torch.arange(0, 256, 2))
         modules = {id(f.module): f.module for f in fits}.values()
@@ -228,9 +232,10 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
         (torch.is_autocast_enabled("cpu"), a[0].dtype)) or interchange(self, *a))
     grads = {}
     for how, precision in (("full", "bf16"), ("tail", "fp32"), ("tail", "bf16")):
-        engine = Engine(model, "block0", "prefix", config=EngineConfig(train_precision=precision),
+        engine = Engine(model, "block0", "prefix", config=engine_config(train_precision=precision),
                         reference=how == "full")
-        assert not engine.tail and engine.low_causal == (how != "full" and precision == "bf16")
+        assert isinstance(engine.train_path, Cut)  # no tail in prefix mode
+        assert engine.train_path.bf16 == (how != "full" and precision == "bf16")
         fits = engine.make_fits([FitSpec("a", "linear", 4, *pre, seed=1)])
         engine.train_step(fits, torch.arange(64))
         grads[how, precision] = torch.cat([p.grad.flatten() for p in fits[0].module.parameters()])
@@ -242,19 +247,19 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
 
 def test_stopping_rules(small_gru, multi):
     tr, va, te = data(multi, "up_down", "count", n_train=512, n_eval=100)
-    cfg = EngineConfig(max_steps=400, eval_every=20, patience=2, min_delta=10.0,  # never improves
+    cfg = engine_config(max_steps=400, eval_every=20, patience=2, min_delta=10.0,  # never improves
                        lr_decays=0)
-    res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("p", "orthogonal", 2, tr, va, te)])
+    res = run(Engine(small_gru, "hidden", config=cfg), [FitSpec("p", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "plateau" and res[0].steps == 40
     # with a decay the first plateau lowers the learning rate, the second one stops
     cfg = dataclasses.replace(cfg, lr_decays=1)
-    res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("p", "orthogonal", 2, tr, va, te)])
+    res = run(Engine(small_gru, "hidden", config=cfg), [FitSpec("p", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "plateau" and res[0].steps == 80
-    cfg = EngineConfig(max_steps=400, eval_every=20, fail_after=60, fail_iia=1.01)
-    res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("f", "orthogonal", 2, tr, va, te)])
+    cfg = engine_config(max_steps=400, eval_every=20, fail_after=60, fail_iia=1.01)
+    res = run(Engine(small_gru, "hidden", config=cfg), [FitSpec("f", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "failing" and res[0].steps == 60
-    cfg = EngineConfig(max_steps=400, eval_every=20, stop_iia=0.0)
-    res = Engine(small_gru, "hidden", config=cfg).run([FitSpec("s", "orthogonal", 2, tr, va, te)])
+    cfg = engine_config(max_steps=400, eval_every=20, stop_iia=0.0)
+    res = run(Engine(small_gru, "hidden", config=cfg), [FitSpec("s", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "reached_iia" and res[0].steps == 0
 
 
@@ -277,7 +282,7 @@ def test_results_come_in_spec_order_whatever_the_grouping(small_gru, multi):
     tr, va, te = data(multi, "up_down", "count", n_train=128, n_eval=50)
     specs = [FitSpec(key, kind, 2, tr, va, te) for key, kind in
              (("a", "orthogonal"), ("b", "linear"), ("c", "orthogonal"), ("d", "full"))]
-    res = Engine(small_gru, "hidden", config=no_stop(2)).run(specs)
+    res = run(Engine(small_gru, "hidden", config=no_stop(2)), specs)
     assert [r.key for r in res] == ["a", "b", "c", "d"]
     assert [r.alignment for r in res] == ["orthogonal", "linear", "orthogonal", "full"]
 
@@ -291,15 +296,15 @@ def test_bf16_rounds_training_steps_only_and_only_where_the_model_allows_it(smal
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     spec = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=5),
                     FitSpec("r", "random", 4, tr, va, te, seed=6)]
-    run = lambda model, precision: Engine(model, "hidden", config=dataclasses.replace(
-        no_stop(30), train_precision=precision)).run(spec())
-    low, full = run(small_gru, "bf16"), run(small_gru, "fp32")
+    train = lambda model, precision: run(Engine(model, "hidden", config=dataclasses.replace(
+        no_stop(30), train_precision=precision)), spec())
+    low, full = train(small_gru, "bf16"), train(small_gru, "fp32")
     assert not torch.equal(low[0].state["u_weight"], full[0].state["u_weight"])
     assert low[1].valid_loss == full[1].valid_loss  # untrained: scored alike, in float32
     assert (low[1].test_correct == full[1].test_correct).all()
     rnn = tiny("rnn", multi)
-    assert not rnn.bf16_training
-    a, b = run(rnn, "bf16"), run(rnn, "fp32")
+    assert not bf16_training(rnn)
+    a, b = train(rnn, "bf16"), train(rnn, "fp32")
     assert torch.equal(a[0].state["u_weight"], b[0].state["u_weight"]) and a[0].valid_loss == b[0].valid_loss
 
 
@@ -321,8 +326,8 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, sch
     engine = lambda w, n, s: Engine(small_gru, "hidden", config=dataclasses.replace(
         no_stop(40), workers=w, fits_per_forward=n, schedule=s))
     with one_thread():  # as every process runs with workers (float32 products on more
-        one = engine(1, 8, "lockstep").run(specs())  # threads may round rows differently)
-    two = engine(workers, 1, schedule).run(specs(), on_step=lambda *a: seen.append(a))
+        one = run(engine(1, 8, "lockstep"), specs())  # threads may round rows differently)
+    two = run(engine(workers, 1, schedule), specs(), on_step=lambda *a: seen.append(a))
     assert engine(workers, 1, schedule).continuous == (schedule == "continuous")
     assert [r.key for r in two] == ["a", "b", "f", "c"]
     for x, y in zip(one, two):
@@ -339,8 +344,8 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, sch
     assert shown_progress({0: (5800, 0, 0.98), 1: (900, 0, 0.5)}) == (5800, 0, 0.98)
     # parts are dealt in snake order, so a repeating pattern of kinds splits evenly
     assert deal(8, 2) == [0, 1, 1, 0, 0, 1, 1, 0] and deal(5, 3) == [0, 1, 2, 2, 1]
-    engine = Engine(small_gru, "hidden", config=EngineConfig(fits_per_forward=8))
-    assert [len(c) for c in engine._chunks(list(range(10)))] == [5, 5]  # equal chunks
+    engine = Engine(small_gru, "hidden", config=engine_config(fits_per_forward=8))
+    assert [len(c) for c in engine.chunks(list(range(10)))] == [5, 5]  # equal chunks
 
 
 def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru, multi):
@@ -351,16 +356,16 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
             for p, v in (("up_down", "count"), ("up_down", "phase"), ("up_up", "phase"))}
     specs = lambda: [FitSpec(f"{p}/{v}/{kind}", kind, 4, *sets[p, v], seed=len(p + v + kind))
                      for (p, v) in sets for kind in ("orthogonal", "linear")][:5]
-    config = lambda schedule: EngineConfig(max_steps=150, eval_every=25, lr=1e-2, stop_iia=0.6,
+    config = lambda schedule: engine_config(max_steps=150, eval_every=25, lr=1e-2, stop_iia=0.6,
                                            patience=2, lr_decays=1,
                                            fits_per_forward=2 if schedule == "continuous" else 8,
                                            workers=1, schedule=schedule)
     steps = []
     stream = Engine(small_gru, "hidden", config=config("continuous"))
     assert stream.continuous
-    got = stream.run(specs(), on_step=lambda step, active, best: steps.append((step, active)))
+    got = run(stream, specs(), on_step=lambda step, active, best: steps.append((step, active)))
     with one_thread():  # as the continuous schedule runs (see test_worker_processes_...)
-        want = Engine(small_gru, "hidden", config=config("lockstep")).run(specs())
+        want = run(Engine(small_gru, "hidden", config=config("lockstep")), specs())
     assert len({r.steps for r in want}) > 2  # they do stop at different times
     assert max(s for s, _ in steps) > max(r.steps for r in want)  # so some started late
     assert all(active <= 2 for _, active in steps)
@@ -388,10 +393,10 @@ def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatc
                         or make_fits(self, s))
     engine = Engine(small_gru, "hidden", config=dataclasses.replace(
         no_stop(20), workers=1, fits_per_forward=1))
-    got = engine.run(specs(True))
+    got = run(engine, specs(True))
     assert claimed == ["f1", "f3", "f2", "f0", "f4"]
     claimed.clear()
-    want = engine.run(specs(False))
+    want = run(engine, specs(False))
     assert claimed == ["f0", "f1", "f2", "f3", "f4"]
     assert [r.key for r in got] == [r.key for r in want] == ["f0", "f1", "f2", "f3", "f4"]
     for x, y in zip(want, got):
@@ -412,42 +417,47 @@ def test_untrained_fits_prepare_on_one_thread_beside_worker_processes(small_gru,
     specs = [FitSpec("full", "full", 32, tr, va, te), FitSpec("o", "orthogonal", 4, tr, va, te, seed=1),
              FitSpec("l", "linear", 4, tr, va, te, seed=2)]
     seen = []
-    run = Engine._run
-    monkeypatch.setattr(Engine, "_run", lambda self, s, seed, on_step:
-                        seen.append(torch.get_num_threads()) or run(self, s, seed, on_step))
+    from numbench.engine import schedule
+
+    lockstep = schedule.lockstep
+    monkeypatch.setattr(schedule, "lockstep", lambda engine, s, seed=0, on_step=None:
+                        seen.append(torch.get_num_threads()) or lockstep(engine, s, seed, on_step))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=2)).run(specs)
+        run(Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=2)), specs)
         assert seen == [1] and torch.get_num_threads() == 2
         seen.clear()
-        Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=1)).run(specs)
+        run(Engine(small_gru, "hidden", config=dataclasses.replace(no_stop(10), workers=1)), specs)
         assert seen == [1] and torch.get_num_threads() == 2  # continuous: one thread too
         seen.clear()
-        Engine(small_gru, "hidden", config=dataclasses.replace(
-            no_stop(10), workers=1, schedule="lockstep")).run(specs)
+        run(Engine(small_gru, "hidden", config=dataclasses.replace(
+            no_stop(10), workers=1, schedule="lockstep")), specs)
         assert seen == [2]  # one process in lockstep: torch's own threads, as before
     finally:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.integration  # worker processes
 def test_prestarted_worker_processes_are_the_ones_a_run_then_uses():
     """evaluate starts its worker processes before its own work (``prestart``): a later
     run of as many workers takes that pool, started, rather than a new one."""
-    from numbench import das_workers
+    from numbench.engine import parallel, prestart, schedule
 
-    das_workers.shutdown()
-    das_workers.prestart(1)  # one process in all: no worker
-    assert das_workers._pool is None
-    das_workers.prestart(2)
-    pool = das_workers._pool
+    parallel.shutdown()
+    prestart(1)  # one process in all: no worker
+    assert parallel._pool is None
+    prestart(2)
+    pool = parallel._pool
     assert pool is not None and pool[0] == 1
-    pool[1].submit(das_workers._warm).result(timeout=120)
+    pool[1].submit(schedule.warm).result(timeout=120)
     assert len(pool[1]._processes) == 1
-    assert das_workers._start(1) is pool
+    assert parallel._start(1) is pool
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("precision", [
+    pytest.param("bf16", marks=pytest.mark.integration),  # emulated on most CPUs: slow
+    "fp32"])
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
 def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_recurrent_model(multi, arch,
                                                                               precision):
@@ -458,7 +468,7 @@ def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_recurrent_model(mu
     from models_helpers import tiny
 
     model = tiny(arch, multi)
-    assert model.bf16_training
+    assert bf16_training(model)
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     other = data(multi, "up_up", "phase", n_train=256, n_eval=100)
     specs = lambda: [FitSpec("a", "orthogonal", 4, tr, va, te, seed=1),
@@ -466,15 +476,16 @@ def test_continuous_schedule_is_lockstep_bit_for_bit_for_each_recurrent_model(mu
                      FitSpec("c", "orthogonal", 4, *other, seed=3)]
     engine = lambda n, s: Engine(model, "hidden", config=dataclasses.replace(
         no_stop(30), workers=1, fits_per_forward=n, schedule=s, train_precision=precision))
-    run = lambda n, s: engine(n, s).run(specs())
+    train = lambda n, s: run(engine(n, s), specs())
     assert engine(1, "continuous").continuous == (precision == "bf16" or fp32_rows_exact())
     with one_thread():  # as the continuous schedule runs
-        want = run(8, "lockstep")
-    for x, y in zip(want, run(1, "continuous")):
+        want = train(8, "lockstep")
+    for x, y in zip(want, train(1, "continuous")):
         assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
         assert all(torch.equal(x.state[k], y.state[k]) for k in x.state)
 
 
+@pytest.mark.integration  # worker processes
 def test_runs_of_two_models_train_together_as_they_would_apart(small_gru, multi):
     """``train_together`` streams two engines' fits (a trained and a random-init model, as
     evaluate's main fits and random-init controls) through one schedule on two processes;
@@ -490,7 +501,7 @@ def test_runs_of_two_models_train_together_as_they_would_apart(small_gru, multi)
     together = train_together([(Engine(m, "hidden", config=config("continuous")), specs())
                                for m in (small_gru, control)], seed=3)
     for model, got in zip((small_gru, control), together):
-        want = Engine(model, "hidden", config=config("lockstep")).run(specs(), seed=3)
+        want = run(Engine(model, "hidden", config=config("lockstep")), specs(), seed=3)
         assert [r.key for r in got] == ["a", "r", "b"]
         for x, y in zip(want, got):
             assert x.valid_loss == y.valid_loss and (x.test_correct == y.test_correct).all()
@@ -498,6 +509,7 @@ def test_runs_of_two_models_train_together_as_they_would_apart(small_gru, multi)
     assert together[0][0].valid_loss != together[1][0].valid_loss  # two models, not one
 
 
+@pytest.mark.integration  # worker processes
 def test_a_plugin_architecture_trains_in_a_worker_process(multi):
     """An ``--arch-module`` architecture is loaded again in the worker process, and its
     fits train there as they do here (float32: equal up to how rows share a product)."""
@@ -507,8 +519,9 @@ def test_a_plugin_architecture_trains_in_a_worker_process(multi):
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     specs = lambda: [FitSpec("a", "orthogonal", 2, tr, va, te, seed=1),
                      FitSpec("b", "linear", 2, tr, va, te, seed=2)]
-    run = lambda w: Engine(rnn, "hidden", config=dataclasses.replace(no_stop(20), workers=w)).run(specs())
-    one, two = run(1), run(2)
+    train = lambda w: run(Engine(rnn, "hidden", config=dataclasses.replace(no_stop(20), workers=w)),
+                          specs())
+    one, two = train(1), train(2)
     for x, y in zip(one, two):
         assert x.steps == y.steps == 20
         assert x.valid_loss == pytest.approx(y.valid_loss, abs=1e-4)
@@ -519,7 +532,7 @@ def test_a_plugin_architecture_trains_in_a_worker_process(multi):
 def test_a_lowered_learning_rate_is_adam_at_that_rate_for_that_slice_alone(kind):
     """adam_step on a batch of two alignments, the second at lr_scale 0.1, against two
     alignments trained alone with Adam at lr and lr / 10."""
-    from numbench.das_stream import adam_step
+    from numbench.engine.schedule import adam_step
 
     class Fit:  # what adam_step reads of a fit
         def __init__(self, module, slot, scale):

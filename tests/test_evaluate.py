@@ -11,7 +11,7 @@ from numbench.cli import main
 from numbench.errors import NumbenchError
 from numbench.evaluate import Settings, evaluate
 from numbench.results import validate_result
-from numbench.protocol import BUDGET, PROTOCOL_VERSION
+from numbench.protocol import BUDGET, PROTOCOL_VERSION, engine_config
 
 from evaluate_helpers import TINY_ENGINE, tiny_settings
 
@@ -117,7 +117,8 @@ def test_gate_failure_refuses_to_score(model_file, monkeypatch):
     monkeypatch.setattr(ev, "run_gate", lambda *a: dict(real(*a), passed=False))
     with pytest.raises(ev.GateFailed, match="fidelity gate"):
         evaluate(model_file, settings=tiny_settings())
-    res = CliRunner().invoke(main, ["evaluate", str(model_file), "--quick", "--out", "x/r.json"])
+    res = CliRunner().invoke(main, ["evaluate", str(model_file), "--quick", "--out", "x/r.json",
+                                    "--workers", "1"])
     assert res.exit_code == 1 and "fidelity gate" in res.output
 
 
@@ -129,13 +130,14 @@ def test_cli_writes_result_atomically_and_prints_json(model_file, tmp_path, monk
         engine=dataclasses.replace(TINY_ENGINE, **kw.get("engine", {})))))
     out = tmp_path / "sub" / "result.json"
     res = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--json",
-                                    "--workers", "3"])
+                                    "--workers", "1"])  # one process: the default tier spawns none
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["settings"]["engine"]["workers"] == 3
+    assert doc["settings"]["engine"]["workers"] == 1  # not the CPU's default of 2: recorded
     assert json.loads(out.read_text()) == doc
     assert not list(out.parent.glob("*.partial")) and not list(out.parent.glob(".*tmp"))
-    table = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--quick"])
+    table = CliRunner().invoke(main, ["evaluate", str(model_file), "--out", str(out), "--quick",
+                                      "--workers", "1"])
     assert "QUICK RUN (unranked)" in table.output and "symbol score" in table.output
     # stderr is no terminal here: progress comes as plain lines, one as each stage starts
     lines = table.stderr.splitlines()
@@ -219,14 +221,17 @@ def test_speed_only_settings_keep_a_result_ranked_and_recorded_settings_replay_e
         Settings.from_json(recorded | {"engine": recorded["engine"] | {"workers": 0}})
 
 
-def test_the_protocol_owns_the_budget_and_the_engine_defaults_to_it():
+def test_the_protocol_owns_the_budget_and_the_engine_takes_it():
     from dataclasses import asdict
 
-    from numbench.das import EngineConfig
+    from numbench.engine import BUDGET_KEYS, SPEED_ONLY, Engine
     from numbench.protocol import QUICK_BUDGET
 
-    engine = asdict(EngineConfig())
+    assert set(BUDGET) == set(BUDGET_KEYS) and not set(BUDGET) & set(SPEED_ONLY)
+    engine = asdict(engine_config())
     assert {k: engine[k] for k in BUDGET} == BUDGET
+    with pytest.raises(TypeError, match="budget"):  # the engine has no budget of its own
+        Engine(None, "hidden")
     assert Settings.make().ranked and not Settings.make(quick=True).ranked
     assert {k: getattr(Settings.make(quick=True).engine, k) for k in QUICK_BUDGET} == QUICK_BUDGET
     assert not Settings.make(engine={"lr": 1e-3}).ranked

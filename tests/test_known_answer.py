@@ -13,7 +13,7 @@ import torch
 
 import known_answer
 from numbench.accuracy import split_accuracies
-from numbench.das import Engine, FitSpec
+from numbench.engine import Engine, FitSpec, run
 from numbench.evaluate import Settings, _Pairs
 from numbench.models import build_model
 from numbench.protocol import ranked_k
@@ -31,7 +31,7 @@ def count_iia(model, task, quick: bool) -> dict[str, float]:
     _, tensors = _Pairs(task).triplet("up_down", "count")
     k = ranked_k(model.sites["hidden"])
     specs = [FitSpec(f"count/{a}", a, k, *tensors, seed=11) for a in ("orthogonal", "linear")]
-    results = Engine(model, "hidden", "single", engine).run(specs)
+    results = run(Engine(model, "hidden", "single", engine), specs)
     return {r.alignment: r.test_iia for r in results}
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from numbench.cli import main
-from numbench.das import EngineConfig
+from numbench.protocol import engine_config
 from numbench.leaderboard import markdown_html, rank, render_html, render_markdown, summary_row
 from numbench.results import seal, write_json_atomic
 from numbench.scores import result_summary
@@ -22,7 +22,7 @@ def variant(doc, *, symbol=None, holdout=None, iid=None, protocol=None, quick=Fa
     its cells give, as the board checks."""
     d = copy.deepcopy(doc)
     # the tiny budget is not the protocol's; these stand in for real runs
-    d["ranked"], d["settings"]["engine"] = True, asdict(EngineConfig())
+    d["ranked"], d["settings"]["engine"] = True, asdict(engine_config())
     if symbol is not None:  # every cell scoring `symbol` makes it every program's score
         for cell in d["cells"]:
             cell["test_iia"] = symbol

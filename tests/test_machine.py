@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from numbench import machine
-from numbench.das import EngineConfig
+from numbench.protocol import engine_config
 
 
 @pytest.mark.parametrize("flags,want", [({"avx2", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
@@ -14,8 +14,8 @@ def test_training_precision_defaults_to_what_is_fast_on_the_cpu(monkeypatch, fla
     them ~30x slower than float32 (an AVX2 AMD EPYC)."""
     monkeypatch.setattr(machine, "_cpuinfo", lambda: ("Some CPU", flags))
     assert machine.default_train_precision() == want
-    assert EngineConfig().train_precision == want  # a fresh config takes it
-    assert EngineConfig(train_precision="fp32").train_precision == "fp32"  # unless told
+    assert engine_config().train_precision == want  # a fresh config takes it
+    assert engine_config(train_precision="fp32").train_precision == "fp32"  # unless told
 
 
 def test_the_row_probe_catches_products_that_sum_a_row_by_its_company(monkeypatch):

@@ -1,13 +1,25 @@
-"""The alignment contract: a rank-k projector P that interchanges part of an activation.
+"""The alignment contract: an interchange of part of an activation, through an invertible map.
 
-Every alignment computes the interchange  h' = h_b + P (h_s − h_b)  for base and source
-activations of width d. P is written as a product of two thin factors,
+Every alignment computes, for base and source activations of width d,
 
-    P = L R,   L: (d, k),  R: (k, d),   R L = I_k,
+    h' = f⁻¹( D f(h_s) + (I − D) f(h_b) ),
 
-so applying it costs O(N d k) for N vectors, and any matrix factorization behind L and R
-(QR, matrix exponential, solve) is done once per step by :meth:`Alignment.factors`, not
-once per vector.
+f an invertible map of R^d (its own, learned or fixed) and D a diagonal mask: the 0/1 mask
+D_k of the first k coordinates (``boundless``: a learned soft one). The fast special case
+is a *linear* f = M: then h' = h_b + P (h_s − h_b) with the rank-k projector P = M⁻¹ D_k M,
+written as a product of two thin factors,
+
+    P = L R,   L: (d, k),   R: (k, d),   R L = I_k,
+
+so applying it costs O(N d k) for N vectors. Every protocol kind is such a projector.
+
+**Factors.** Whatever does not depend on the activations — a projector's L and R (QR,
+matrix exponential, solve), a network's weights or rotation — is computed once per step by
+:meth:`Alignment.factors`, not once per vector, and handed to :meth:`Alignment.interchange`,
+which computes h' from it alone. For a projector kind the factors are the pair (L, R) and
+the default ``interchange`` applies it; a nonlinear kind returns any object of its own
+(a tuple or dict of tensors, each with leading dimension A) and overrides ``interchange``
+(docs/alignments.md, "Adding an alignment").
 
 **Batching.** One module holds ``count`` = A independent alignments of the same (d, k):
 every parameter and buffer has a leading dimension A, and slice ``[a]`` belongs to
@@ -20,12 +32,14 @@ matmul applies all A.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
 
-#: (L (A, d, k), R (A, k, d)): the thin factors of the A projectors, P = L @ R.
+#: (L (A, d, k), R (A, k, d)): the thin factors of the A projectors, P = L @ R — what a
+#: projector kind's :meth:`Alignment.factors` returns. A nonlinear kind's factors are any
+#: object of its own (tensors with leading dimension A in tuples, lists or dicts).
 Factors = tuple[Tensor, Tensor]
 
 
@@ -71,14 +85,46 @@ def cayley_times(v_skew: Tensor, v_base: Tensor, x: Tensor | None = None) -> Ten
     return v_base @ torch.linalg.solve(eye - skew, x + skew @ x)
 
 
+def has_fit_step(cls: type["Alignment"]) -> bool:
+    """Whether alignment class ``cls`` defines a fit step (:meth:`Alignment.fit`)."""
+    return cls.fit is not Alignment.fit
+
+
 def haar_basis(seed: int | Sequence[int], count: int, d: int, k: int) -> Tensor:
     """(count, d, k) Haar-random orthonormal columns, slice a from its own seed."""
     return orthonormal_columns(seeded_normal(seed, count, d, k))
 
 
+def completed_basis(q_k: Tensor) -> Tensor:
+    """An orthogonal (..., d, d) whose first k columns are ``q_k`` (..., d, k) (orthonormal
+    columns) and whose others span their complement (from a complete QR: no RNG)."""
+    q, _ = torch.linalg.qr(q_k, mode="complete")
+    return torch.cat([q_k, q[..., q_k.shape[-1]:]], dim=-1)
+
+
+def take_slices(factors: Any, slots: Sequence[int]) -> Any:
+    """``factors`` with every tensor cut to its slices ``slots`` (along its leading
+    dimension A), through tuples (named ones too), lists and dicts; what the default
+    :meth:`Alignment._factors_of_subset` keeps of all the slices' factors."""
+    if isinstance(factors, Tensor):
+        return factors[list(slots)]
+    if isinstance(factors, dict):
+        return {key: take_slices(value, slots) for key, value in factors.items()}
+    if isinstance(factors, tuple) and hasattr(factors, "_fields"):  # a NamedTuple
+        return type(factors)(*(take_slices(value, slots) for value in factors))
+    if isinstance(factors, (tuple, list)):
+        return type(factors)(take_slices(value, slots) for value in factors)
+    raise TypeError(f"cannot take slices of factors of type {type(factors).__name__}: "
+                    "override _factors_of_subset")
+
+
 class Alignment(nn.Module, ABC):
     """Base class of every alignment kind. Subclasses set ``name`` and ``trainable`` and
-    implement :meth:`factors`; their constructor takes ``(d, k, count=1, seed=0)``.
+    implement :meth:`factors`; their constructor takes ``(d, k, count=1, seed=0)``. A
+    projector kind returns (L, R) from :meth:`factors`; a nonlinear kind returns what its
+    :meth:`interchange`, which it overrides, needs. A method fitted from data also
+    overrides :meth:`fit`; one whose state moves with training (``boundless``'s
+    temperature) overrides :meth:`after_step`.
 
     Invariant: every parameter and buffer has leading dimension ``count`` (that is what
     makes :meth:`slice_state` / :meth:`load_slice` generic).
@@ -96,23 +142,49 @@ class Alignment(nn.Module, ABC):
         self.d, self.k, self.count = int(d), int(k), int(count)
 
     @abstractmethod
-    def factors(self) -> Factors:
-        """L (A, d, k) and R (A, k, d) with P = L R. Call once per step; reuse via
+    def factors(self) -> Factors | Any:
+        """The per-step precomputation of all A slices, what :meth:`interchange` applies:
+        for a projector kind L (A, d, k) and R (A, k, d) with P = L R; for a nonlinear
+        kind any object of its own (every tensor in it with leading dimension A, so
+        :meth:`factors_of` can cut it generically). Call once per step; reuse via
         :meth:`apply` when one step edits several times (prefix interchanges)."""
 
+    def fit(self, slot: int, h_base: Tensor, h_source: Tensor, values: Tensor | None) -> None:
+        """Optional fit step of a method fitted from data (``pca``, ``probe``): set alignment
+        ``slot``'s tensors from its training pairs before any training or scoring. The
+        engine calls it once per fit, without gradients, on the model's device, only where a
+        subclass overrides it (:func:`has_fit_step`), with the site's activations of the
+        training pairs: ``h_base`` (N, d) the base's at i, ``h_source`` (N, d) the source's
+        at j (in prefix mode, at i = j), and ``values`` (N, |V|) int64, the value each pair
+        writes into each variable of the set (the source's, after π for the permuted
+        control; None when the caller has none). The default does nothing."""
+
+    def after_step(self, slots: list[int]) -> None:
+        """Called by the engine without gradients after every optimizer step, with the
+        alignments ``slots`` that took it (each fit's slice once per step of its own): for
+        state that moves with training but not by gradient (``boundless`` counts its steps
+        to anneal its mask's temperature). The forward cannot count steps: the engine may
+        compute factors several times a step (once per length group) and apply them at
+        several positions (prefix mode). The default does nothing."""
+
     def forward(self, h_base: Tensor, h_source: Tensor) -> Tensor:
-        """h_b + P (h_s − h_b): (..., d) if count == 1, else (A, ..., d)."""
+        """f⁻¹(D f(h_s) + (I − D) f(h_b)) — a projector's h_b + P (h_s − h_b): (..., d) if
+        count == 1, else (A, ..., d)."""
         return self.apply(h_base, h_source, self.factors())
 
-    def apply(self, h_base: Tensor, h_source: Tensor, factors: Factors) -> Tensor:
+    def apply(self, h_base: Tensor, h_source: Tensor, factors: Factors | Any) -> Tensor:
         """:meth:`forward` with precomputed ``factors``."""
         self._check_inputs(h_base, h_source)
         return self.interchange(h_base, h_source, factors)
 
-    def interchange(self, h_base: Tensor, h_source: Tensor, factors: Factors) -> Tensor:
-        """h_b + P (h_s − h_b) for the B alignments whose ``factors`` (B, d, k), (B, k, d)
-        are given, on inputs (B, ..., d) (or (..., d) when B = 1), unchecked: what
-        :meth:`apply` computes, for a subset of the slices too (:meth:`factors_of`)."""
+    def interchange(self, h_base: Tensor, h_source: Tensor, factors: Factors | Any) -> Tensor:
+        """The interchange of the B alignments whose ``factors`` are given (from
+        :meth:`factors` or :meth:`factors_of`), on inputs (B, ..., d) (or (..., d) when
+        B = 1), unchecked: what :meth:`apply` computes, for a subset of the slices too.
+        It reads the slices' tensors from ``factors`` alone, never from the module (the
+        engine passes a subset's). The general hook: the engine calls it, and a nonlinear
+        kind overrides it. This default is a projector's, h_b + P (h_s − h_b) with
+        ``factors`` = L (B, d, k), R (B, k, d)."""
         left, right = factors
         shape = h_base.shape
         B = left.shape[0]
@@ -121,23 +193,37 @@ class Alignment(nn.Module, ABC):
         coords = diff @ right.mT  # (B, N, k): coordinates in the aligned subspace
         return h_base + (coords @ left.mT).reshape(shape)
 
-    def factors_of(self, slots: Sequence[int]) -> Factors:
+    def factors_of(self, slots: Sequence[int]) -> Factors | Any:
         """The factors of alignments ``slots`` only, in that order: bit for bit the
         slices ``slots`` of :meth:`factors` (each slice is factorized on its own). The
-        engine calls it when some fits of a module have stopped, so their slices cost
-        nothing; kinds whose factors are costly override :meth:`_factors_of_subset`."""
+        engine calls it once per forward with the slices of the fits in it, so a stopped
+        fit's slice costs nothing; kinds whose factors are costly override
+        :meth:`_factors_of_subset`."""
         slots = [int(a) for a in slots]
         if slots == list(range(self.count)):
             return self.factors()
         return self._factors_of_subset(slots)
 
-    def _factors_of_subset(self, slots: list[int]) -> Factors:
-        left, right = self.factors()
-        return left[slots], right[slots]
+    def _factors_of_subset(self, slots: list[int]) -> Factors | Any:
+        """All the factors, cut to ``slots`` (:func:`take_slices`: any tensors with
+        leading dimension A, in tuples, lists or dicts)."""
+        return take_slices(self.factors(), slots)
+
+    @classmethod
+    def describe(cls, state: dict) -> dict:
+        """What a result records of a fitted slice beyond its IIA (``state``: the slice's
+        ``slice_state``, e.g. a fit result's): a size it learned, its shape. Nothing here."""
+        return {}
 
     def projector(self) -> Tensor:
-        """P: (d, d) if count == 1, else (A, d, d)."""
-        left, right = self.factors()
+        """P = L R: (d, d) if count == 1, else (A, d, d). Projector kinds only (a
+        nonlinear kind's interchange is no matrix)."""
+        factors = self.factors()
+        if not (isinstance(factors, tuple) and len(factors) == 2
+                and all(isinstance(t, Tensor) for t in factors)):
+            raise TypeError(f"alignment '{self.name}' is not a projector: its interchange "
+                            "is nonlinear")
+        left, right = factors
         p = left @ right
         return p[0] if self.count == 1 else p
 

@@ -23,7 +23,8 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 VERBS = {"tasks": "tasks_cmd", "show": "show_cmd", "pairs": "pairs_cmd", "train": "train_cmd",
          "accuracy": "accuracy_cmd", "evaluate": "evaluate_cmd", "verify": "verify_cmd",
          "check-model": "check_model_cmd", "leaderboard": "leaderboard_cmd",
-         "compare": "compare_cmd", "plot": "plot_cmd", "sweep": "sweep_cmd",
+         "compare": "compare_cmd", "methods": "methods_cmd", "plot": "plot_cmd",
+         "sweep": "sweep_cmd",
          "trajectory": "trajectory_cmd"}
 
 
@@ -33,7 +34,7 @@ SUMMARIES = {
     "tasks": "List the tasks with versions, vocabularies and frozen split hashes.",
     "show": "Show example sequences of TASK's frozen SPLIT (scored targets in bold).",
     "pairs": "Show interchange pairs: base, source, swap positions and counterfactual.",
-    "train": "Train ARCH on TASK from SEED and write a model file (deterministic on CPU).",
+    "train": "Train ARCH on TASK from SEED and write a model file (deterministic on one device).",
     "accuracy": "Task accuracy of MODEL_FILE on the frozen iid, holdout and void splits.",
     "evaluate": "Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, "
                 "IIA of every program variable under orthogonal and linear alignment with "
@@ -44,9 +45,11 @@ SUMMARIES = {
     "check-model": "Check that MODEL_OR_ARCH meets the model contract, and say how to fix "
                    "what fails.",
     "leaderboard": "Rebuild leaderboard.md from every result file under submissions/.",
-    "compare": "Compare alignment functions (orthogonal, linear, sd_linear, full, random) per "
-               "model, program and variable: test IIA, permuted-variable control, "
-               "selectivity, random-init.",
+    "compare": "Compare alignment functions (orthogonal, linear, sd_linear, full, random, and "
+               "every other method a result holds) per model, program and variable: test "
+               "IIA, permuted-variable control, selectivity, random-init.",
+    "methods": "Rank alignment methods across every result under submissions/: test IIA, "
+               "selectivity, controls and control gap.",
     "plot": "Plot RESULT files: IIA vs k per alignment, IIA per site, and gradience.",
     "sweep": "Train and evaluate the grid in SPEC (a TOML or JSON sweep file).",
     "trajectory": "Evaluate every checkpoint in RUN_DIR (from `numbench train --save-every "
@@ -83,7 +86,7 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except (KeyboardInterrupt, Terminated) as e:
-            workers = sys.modules.get("numbench.das_workers")
+            workers = sys.modules.get("numbench.engine.parallel")
             if workers is not None:  # not left training parts nobody will read
                 workers.stop_now()
             term = isinstance(e, Terminated)

@@ -8,23 +8,28 @@ from rich.table import Table
 from ..accuracy import split_accuracies
 from ..models.files import check_task, load_model
 from ..tasks import load_task
-from .options import arch_module_option, json_option
+from .options import arch_module_option, device_option, json_option
 from .output import print_json, stdout
 
 
 @click.command("accuracy")
 @click.argument("model_file", type=click.Path(dir_okay=False))
 @click.option("--task", "task_name", help="Task to score on (default: the model file's task).")
+@device_option
 @arch_module_option
 @json_option
-def command(model_file: str, task_name: str | None, as_json: bool) -> None:
+def command(model_file: str, task_name: str | None, device: str, as_json: bool) -> None:
     """Task accuracy of MODEL_FILE on the frozen iid, holdout and void splits.
 
     A sequence counts only if every scored prediction (each response and E) is right.
 
     Example: numbench accuracy baselines/gru_multi_object_s0.pt
     """
+    from ..device import resolve_device  # torch: only once the command runs
+
+    where = resolve_device(device)
     model, meta = load_model(model_file)
+    model = model.to(where)
     task = load_task(task_name or meta.task_name)
     check_task(meta, task, model_file)
     acc = split_accuracies(model, task)

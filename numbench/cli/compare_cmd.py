@@ -36,11 +36,13 @@ def _load(paths: tuple[str, ...], root: str) -> list[Submission]:
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "md", "csv", "json"]), help="Output format.")
 def command(results, root, task, arch, k, site, mode, fmt) -> None:
-    """Compare alignment functions (orthogonal, linear, sd_linear, full, random) per model,
-    program and variable: test IIA, permuted-variable control, selectivity, random-init.
+    """Compare alignment functions (orthogonal, linear, sd_linear, full, random, and every
+    other method a result holds) per model, program and variable: test IIA,
+    permuted-variable control, selectivity, random-init.
 
     RESULTS are result files (default: every result under submissions/). Cells come from
-    each alignment's best site on valid, at the ranked k unless --k is given.
+    each alignment's best site on valid, at the ranked k unless --k is given. A method
+    evaluated with `evaluate --alignments` gets its own columns and controls.
 
     Example: numbench compare --task multi_object --format md
     """

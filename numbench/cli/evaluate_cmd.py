@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..das import EngineConfig
-from ..evaluate import GateFailed, Settings, evaluate
+from ..engine import EngineConfig
+from ..device import resolve_device
+from ..evaluate import GateFailed, Settings, evaluate, extra_alignments
 from ..errors import NumbenchError
 from ..results import check_writable, write_json_atomic
 from . import EXIT_FAILED, Terminated
-from .options import arch_module_option, json_option
-from .output import print_json, stderr, stdout
+from .options import alignment_module_option, arch_module_option, device_option, json_option
+from .output import PlainProgress, print_json, stderr, stdout
 
 
 def result_table(doc: dict) -> Table:
@@ -40,6 +40,13 @@ def result_table(doc: dict) -> Table:
                               fmt(e["random_init_iia"]), fmt(e["full_iia"]))
         table.add_row(program, "[bold]alignment score[/]", "", "", f"[bold]{fmt(p['alignment_score'])}[/]",
                       "", "", "", "", "", end_section=True)
+    for method, per_program in (s.get("methods") or {}).items():  # beside, never scored
+        for program, per in per_program.items():
+            for var, e in per.items():
+                table.add_row(program, var, f"{method} (extra)", e["site"], fmt(e["test_iia"]),
+                              fmt(e["permuted_iia"]), fmt(e.get("no_interchange_iia")),
+                              fmt(e["selectivity"]), fmt(e["random_init_iia"]), fmt(e["full_iia"]))
+        table.add_section()
     table.caption = (f"symbol score {fmt(s['symbol_score'])} ({s['best_program']}); "
                      f"test IIA at the best site on valid; {doc['wall_seconds']['total']:.0f} s")
     return table
@@ -47,13 +54,13 @@ def result_table(doc: dict) -> Table:
 
 def parse_engine(items: tuple[str, ...]) -> dict:
     """``KEY=VALUE`` items as engine overrides, each VALUE typed by the setting's default."""
-    defaults, out = asdict(EngineConfig()), {}
+    defaults, out = {f.name: f.type for f in fields(EngineConfig)}, {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in defaults:
             raise click.BadParameter(f"'{item}': expected KEY=VALUE with KEY one of "
                                      f"{', '.join(defaults)}", param_hint="--engine")
-        kind = type(defaults[key])
+        kind = {"float": float, "int": int, "str": str}[str(defaults[key])]
         try:
             out[key] = kind(value)
         except ValueError:
@@ -62,27 +69,16 @@ def parse_engine(items: tuple[str, ...]) -> dict:
     return out
 
 
-class ProgressLog:
-    """Progress as plain lines, for a stderr that is not a terminal (a batch job's log,
-    ``nohup``), where rich's live bar prints nothing: a line when a stage starts, and one
-    every ``every`` seconds within it."""
+class ProgressLog(PlainProgress):
+    """evaluate's progress as plain lines off a terminal: a line when a stage starts (the
+    gate, the fits, the controls), one a minute within it."""
 
-    def __init__(self, every: float = 60.0, clock=time.monotonic):
-        self.every, self.clock = every, clock
-        self.start = self.last = clock()
-        self.stage = None
-
-    def __call__(self, stage: str, d: dict) -> None:
-        now = self.clock()
-        if stage == self.stage and now - self.last < self.every:
-            return
-        self.stage, self.last = stage, now
-        line = f"[{now - self.start:6.0f} s] {stage}"
-        if "fits" in d:
-            best = f"{d['best_iia']:.3f}" if "best_iia" in d else "-"
-            line += (f": step {d.get('step', 0)} · {d.get('active', 0)}/{d['fits']} fits training"
-                     f" · best valid IIA {best}")
-        click.echo(line, err=True)
+    def describe(self, stage: str, d: dict) -> str:
+        if "fits" not in d:
+            return ""
+        best = f"{d['best_iia']:.3f}" if "best_iia" in d else "-"
+        return (f"step {d.get('step', 0)} · {d.get('active', 0)}/{d['fits']} fits training"
+                f" · best valid IIA {best}")
 
 
 @click.command("evaluate")
@@ -95,22 +91,33 @@ class ProgressLog:
               help="Result file (default: submissions/<model name>[_quick][_sweep][_engine]"
                    "/result.json).")
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
-@click.option("--workers", type=click.IntRange(min=1), default=EngineConfig().workers,
-              show_default=True,
+@click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes that train the fits side by side, one core each "
-                   "(this one and N-1 workers; speed only; recorded).")
+                   "(this one and N-1 workers; speed only; recorded). [default: 2 on a CPU, "
+                   "1 on a GPU]")
+@device_option
 @click.option("--engine", "engine_settings", multiple=True, metavar="KEY=VALUE",
               help="Override an engine setting, e.g. --engine lr=0.001 (repeatable). A result "
                    "whose budget differs from the protocol's is unranked.")
+@click.option("--alignments", "extra", multiple=True, metavar="NAME[,NAME...]",
+              help="Also train and score these alignment methods beside the ranked pair, "
+                   "with the same controls (repeatable, or comma-separated), e.g. pca,probe. "
+                   "They never change the symbol score.")
+@alignment_module_option
 @arch_module_option
 @json_option
-def command(model_file, task_name, seed, quick, sweep, out, resume, workers, engine_settings,
-            as_json) -> None:
+def command(model_file, task_name, seed, quick, sweep, out, resume, workers, device,
+            engine_settings, extra, as_json) -> None:
     """Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, IIA of
     every program variable under orthogonal and linear alignment with controls.
 
-    Example: numbench evaluate baselines/gru_multi_object_s0.pt
+    With --alignments, other methods (built in, from --alignment-module FILE, or from an
+    installed package's `numbench.alignments` entry point) get the same fits and
+    controls, scored beside the ranked pair.
+
+    Example: numbench evaluate baselines/gru_multi_object_s0.pt --alignments pca,probe
     """
+    names = extra_alignments(n.strip() for item in extra for n in item.split(",") if n.strip())
     name = (Path(model_file).stem + ("_quick" if quick else "") + ("_sweep" if sweep else "")
             + ("_engine" if engine_settings else ""))  # never in place of a protocol run
     out = Path(out) if out else Path("submissions") / name / "result.json"
@@ -121,8 +128,10 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
     elif not partial.exists():
         stderr.print(f"resume: no {partial}, nothing to reuse: starting from the beginning",
                      highlight=False, soft_wrap=True)
-    settings = Settings.make(seed=seed, quick=quick, sweep=sweep,
-                             engine={"workers": workers} | parse_engine(engine_settings))
+    device = resolve_device(device)
+    engine = ({"workers": workers} if workers else {}) | parse_engine(engine_settings)
+    settings = Settings.make(seed=seed, quick=quick, sweep=sweep, engine=engine, device=device,
+                             alignments=names)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
                           "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())
@@ -145,7 +154,7 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, eng
 
         try:
             doc = evaluate(model_file, task_name=task_name, settings=settings,
-                           progress=progress, partial_path=partial)
+                           progress=progress, partial_path=partial, device=device)
         except GateFailed as e:
             click.echo(f"error: {e}", err=True)  # one line, never wrapped
             raise SystemExit(EXIT_FAILED)

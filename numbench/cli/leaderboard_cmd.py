@@ -9,6 +9,7 @@ import click
 from rich.markup import escape
 
 from ..leaderboard import rank, render_html, render_markdown, summary_row
+from ..methods import board_rows
 from ..results import check_writable, write_text_atomic
 from ..submissions import collect
 from .output import print_json, stderr, stdout
@@ -72,6 +73,7 @@ def command(root: str, out: str | None, html_path: str | None, as_json: bool) ->
         write_text_atomic(html_path, render_html(subs, problems, _page_plots(subs)))
     if as_json:
         print_json({"rows": rank([summary_row(s) for s in subs]),
+                    "methods": board_rows(subs),
                     "skipped": [{"path": str(p), "problem": m} for p, m in problems]})
         return
     written = " and ".join(p for p in (out, html_path) if p)

@@ -19,5 +19,23 @@ arch_module_option = click.option(
     help="A Python file defining a plugin architecture (repeatable). Your own code: a model "
          "file never loads code.")
 
+def _load_alignment_modules(_ctx, _param, paths):
+    from ..alignments import load_alignment_module
+
+    for path in paths:
+        load_alignment_module(path)
+    return paths
+
+
+alignment_module_option = click.option(
+    "--alignment-module", "alignment_modules", multiple=True, type=click.Path(dir_okay=False),
+    callback=_load_alignment_modules, expose_value=False, is_eager=True,
+    help="A Python file defining alignment methods with @register_alignment (repeatable). "
+         "Your own code: a result file never loads code; its sha256 is recorded.")
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+    help="Where to compute: a CUDA GPU when there is one (auto), the CPU, or a given GPU.")
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON document on stdout instead of a table.")

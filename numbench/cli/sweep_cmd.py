@@ -11,7 +11,7 @@ from ..backends import DaskBackend, LocalBackend, SlurmBackend
 from ..models.registry import plugin_paths
 from ..sweep import plan, read_sweep, run_plan
 from . import EXIT_FAILED
-from .options import arch_module_option
+from .options import arch_module_option, device_option
 from .output import print_json, stderr, stdout
 
 backend_options = [
@@ -40,7 +40,7 @@ def make_backend(workers, scheduler, slurm_folder, partition, time_min, mem_gb):
     return LocalBackend(workers)
 
 
-def execute(p, backend, label: str) -> list[dict]:
+def execute(p, backend, label: str, device: str = "auto") -> list[dict]:
     """Run a plan with a progress bar over jobs; failures are printed as they come. Every
     job loads the ``--arch-module`` files this process loaded (not part of its key)."""
     total = len(p.train) + len(p.evaluate)
@@ -55,7 +55,7 @@ def execute(p, backend, label: str) -> list[dict]:
                 stderr.print(f"[red]failed[/] {escape(o['output'])}: {escape(o['error'])}",
                              highlight=False)
 
-        outcomes = run_plan(p, backend, on_outcome, arch_modules=plugin_paths())
+        outcomes = run_plan(p, backend, on_outcome, arch_modules=plugin_paths(), device=device)
     if hasattr(backend, "close"):
         backend.close()
     return outcomes
@@ -76,10 +76,11 @@ def outcome_table(outcomes: list[dict], title: str) -> Table:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @with_backend_options
 @click.option("--dry-run", is_flag=True, help="List the jobs and whether they are done; run nothing.")
+@device_option
 @arch_module_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
 def command(spec, workers, scheduler, slurm_folder, partition, time_min, mem_gb, dry_run,
-            as_json) -> None:
+            device, as_json) -> None:
     """Train and evaluate the grid in SPEC (a TOML or JSON sweep file).
 
     Each job's output is keyed by the hash of its spec: finished jobs are skipped, so a
@@ -101,7 +102,7 @@ def command(spec, workers, scheduler, slurm_folder, partition, time_min, mem_gb,
                              highlight=False, markup=False)
         return
     backend = make_backend(workers, scheduler, slurm_folder, partition, time_min, mem_gb)
-    outcomes = execute(p, backend, f"sweep {p.name} ({backend.name})")
+    outcomes = execute(p, backend, f"sweep {p.name} ({backend.name})", device)
     if as_json:
         print_json({"sweep": p.name, "backend": backend.name,
                     "outcomes": [{k: v for k, v in o.items() if k != "traceback"} for o in outcomes]})

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..trajectory import fmt, plot_trajectory, summarize, trajectory_plan, trajectory_rows
 from . import EXIT_FAILED
-from .options import arch_module_option
+from .options import arch_module_option, device_option
 from .output import print_json, stdout
 from .train_cmd import parse_overrides
 from .sweep_cmd import execute, make_backend, with_backend_options
@@ -27,10 +27,11 @@ from .sweep_cmd import execute, make_backend, with_backend_options
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Write RUN_DIR/trajectory.png (needs numbench[plot]).")
 @with_backend_options
+@device_option
 @arch_module_option
 @click.option("--json", "as_json", is_flag=True, help="Print rows and correlation as JSON.")
 def command(run_dir, full, seed, engine, results, plot, workers, scheduler, slurm_folder, partition,
-            time_min, mem_gb, as_json) -> None:
+            time_min, mem_gb, device, as_json) -> None:
     """Evaluate every checkpoint in RUN_DIR (from `numbench train --save-every N`) and
     report task accuracy and IIA against training step, with their correlation.
 
@@ -39,7 +40,7 @@ def command(run_dir, full, seed, engine, results, plot, workers, scheduler, slur
     p = trajectory_plan(run_dir, results=results, seed=seed, quick=not full,
                         engine=parse_overrides(engine) or None)
     backend = make_backend(workers, scheduler, slurm_folder, partition, time_min, mem_gb)
-    outcomes = execute(p, backend, f"trajectory {p.name} ({backend.name})")
+    outcomes = execute(p, backend, f"trajectory {p.name} ({backend.name})", device)
     doc = summarize(trajectory_rows(p))
     png = plot_trajectory(doc["rows"], Path(run_dir) / "trajectory.png") if plot and doc["rows"] else None
     failed = [o for o in outcomes if not o["ok"]]

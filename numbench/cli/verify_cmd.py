@@ -7,7 +7,7 @@ from rich.markup import escape
 
 from ..verify import slow_replay_note, verify
 from . import EXIT_FAILED
-from .options import arch_module_option
+from .options import alignment_module_option, arch_module_option
 from .output import print_json, stderr, stdout
 
 
@@ -15,10 +15,17 @@ from .output import print_json, stderr, stdout
 @click.argument("result_file", type=click.Path(dir_okay=False))
 @click.argument("model_file", type=click.Path(dir_okay=False))
 @arch_module_option
+@alignment_module_option
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+              help="Where to replay: a device of the kind the result was computed on (auto: "
+                   "the first one); another kind is refused.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verification as JSON.")
-def command(result_file: str, model_file: str, as_json: bool) -> None:
+def command(result_file: str, model_file: str, device: str, as_json: bool) -> None:
     """Check RESULT_FILE against MODEL_FILE: the model's sha256, then a full re-run of the
     recorded evaluation (same protocol, seed and settings), number by number.
+
+    A result with a method of your own (`evaluate --alignment-module FILE`) needs the very
+    file again, --alignment-module FILE: its sha256 must be the recorded one.
 
     Exit 0 when everything matches, 1 when anything differs (each mismatch is named).
     The outcome is recorded in verify.json beside the result; the leaderboard's ✓ needs it.
@@ -29,7 +36,7 @@ def command(result_file: str, model_file: str, as_json: bool) -> None:
     if slow:
         stderr.print(f"[yellow]note[/]: {escape(slow)}", highlight=False)
     with stderr.status("re-running the evaluation…"):
-        v = verify(result_file, model_file)
+        v = verify(result_file, model_file, device=device)
     if as_json:
         print_json(v.record | {"mismatch_list": [vars(m) for m in v.mismatches]})
     elif v.passed:

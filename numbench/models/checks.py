@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from .contract import NumbenchModel, Resumable, left_align
+from .speed import bf16_training
 
 #: the fidelity gate's tolerance (``gate.GATE_TOLERANCE``, asserted equal in the tests):
 #: not imported, so the tests of the models do not load the alignment engine
@@ -163,7 +164,7 @@ def check_resume(model: Resumable, ids: torch.Tensor, pos: torch.Tensor,
         packed = model.resume(site, h, left_align(ids, pos + 1), select, lengths.tolist())
         diff = _max_diff(packed, resumed[select])
         _require(diff <= tol, f"{site!r}: packed resume with an empty row differs by {diff:.3g}")
-        if model.bf16_training:  # a bf16 training step: rows padded to few shapes, same places
+        if bf16_training(model):  # a bf16 training step: rows padded to few shapes, same places
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 low = model.resume(site, h, left_align(ids, pos + 1), select, lengths.tolist())
             _require(low.shape == packed.shape, f"{site!r}: bf16 resume changed the shape")
@@ -243,7 +244,7 @@ class _FirstPairs:
     def get(self, program: str, variable: str, split: str, mode: str, permuted: bool):
         import dataclasses
 
-        from ..das import PairTensors
+        from ..engine import PairTensors
         from ..pairs import make_pairs
 
         p = make_pairs(self.task, program, variable, split, mode=mode, permuted=permuted)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .contract import NumbenchModel, Resumable
+from .contract import NumbenchModel
+from .speed import FusedResume
 from .fused import GRUSuffix, double_columns, product_dtype
 from .readout import readout_mlp
 from .recurrent import RecurrentRunner
@@ -28,7 +29,7 @@ class GRUConfig:
 
 
 @register_architecture
-class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
+class GRUModel(RecurrentRunner, NumbenchModel, FusedResume):
     arch = "gru"
     family = "recurrent"
     Config = GRUConfig
@@ -56,8 +57,9 @@ class GRUModel(RecurrentRunner, NumbenchModel, Resumable):
     def stepper(self):
         """One GRU step on (n, d) states, the vocabulary's input gates precomputed."""
         w_hh, b_hh = self.rnn.weight_hh_l0.T, self.rnn.bias_hh_l0
-        if torch.is_autocast_enabled("cpu"):  # cast once, not every step
-            low = torch.get_autocast_dtype("cpu")
+        where = w_hh.device.type
+        if torch.is_autocast_enabled(where):  # cast once, not every step
+            low = torch.get_autocast_dtype(where)
             w_hh, b_hh = w_hh.to(low), b_hh.to(low)
         d = self.config.d_hidden
         gi_table = self.embed.weight @ self.rnn.weight_ih_l0.T + self.rnn.bias_ih_l0  # (V, 3d)

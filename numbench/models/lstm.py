@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .contract import NumbenchModel, Resumable
+from .contract import NumbenchModel
+from .speed import FusedResume
 from .fused import LSTMSuffix, double_columns, product_dtype
 from .readout import readout_mlp
 from .recurrent import RecurrentRunner
@@ -28,7 +29,7 @@ class LSTMConfig:
 
 
 @register_architecture
-class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
+class LSTMModel(RecurrentRunner, NumbenchModel, FusedResume):
     arch = "lstm"
     family = "recurrent"
     Config = LSTMConfig
@@ -90,8 +91,9 @@ class LSTMModel(RecurrentRunner, NumbenchModel, Resumable):
     def stepper(self):
         """One LSTM step on (n, 2d) site vectors, the vocabulary's input gates precomputed."""
         w_hh, d = self.rnn.weight_hh_l0.T, self.config.d_hidden
-        if torch.is_autocast_enabled("cpu"):  # cast once, not every step
-            w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
+        where = w_hh.device.type
+        if torch.is_autocast_enabled(where):  # cast once, not every step
+            w_hh = w_hh.to(torch.get_autocast_dtype(where))
         gi_table = (self.embed.weight @ self.rnn.weight_ih_l0.T + self.rnn.bias_ih_l0
                     + self.rnn.bias_hh_l0)  # (V, 4d)
 

@@ -1,11 +1,13 @@
 """Interchange runs for recurrent models whose site is their whole state after a position.
 
-A subclass provides four small hooks and gets ``run``, ``activations`` and ``resume``:
+A subclass provides these hooks and gets ``run``, ``activations`` and ``resume``
+(docs/contract.md):
 
 * ``scan(ids (B, S), state) -> (outputs (B, S, d_out), last state)`` — one fused pass;
 * ``site_from_state(state) -> (B, d)`` and ``state_from_site(h) -> state``;
-* ``output_from_site(h) -> (..., d_out)`` — what the readout reads (LSTM: the h half);
-* ``readout(outputs) -> logits``.
+* ``readout(outputs) -> logits``;
+* ``output_from_site(h) -> (..., d_out)`` — what the readout reads; the default (below)
+  is h itself (LSTM: the h half).
 
 Optionally ``stepper() -> step(site (n, d), tokens (n,)) -> site (n, d)``, one time step on
 site vectors with whatever can be precomputed (input projections of the vocabulary)
@@ -83,7 +85,7 @@ class RecurrentRunner:
                 outs.append(self.output_from_site(cur))
             packed, readout = torch.cat(outs), self.readout
         # start of position s when packed (position 0 holds every row, even one of length 0)
-        offsets = torch.tensor([0, len(h)] + alive[1:-1]).cumsum(0)[: len(alive)]
+        offsets = torch.tensor([0, len(h)] + alive[1:-1], device=h.device).cumsum(0)[: len(alive)]
         rows, cols = select[:, : len(alive)].nonzero(as_tuple=True)
         at = offsets[cols] + rows
         if not padded:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .contract import Edit, NumbenchModel, TailRunnable, edit_positions, left_align
+from .contract import Edit, NumbenchModel, edit_positions, left_align
+from .speed import TailRunnable
 from .head_cache import HeadCache, RowHeads, distinct_heads
 from .packing import Packing
 from .registry import register_architecture
@@ -162,10 +163,11 @@ class Tails:
         """The layout of ``rows`` (their ``lengths``), computed once for every block."""
         sub = Packing.of(lengths)
         tokens = self.tokens.starts[rows][sub.rows] + sub.cols
-        at = torch.arange(len(rows))[sub.rows] * W + self.places[tokens]
+        arange = lambda n: torch.arange(n, device=rows.device)
+        at = arange(len(rows))[sub.rows] * W + self.places[tokens]
         # query i of row b sees positions up to pos[b] + i: its head and its tail so far
-        see = (self.pos[rows, None] + torch.arange(sub.width)[None, :])[..., None]
-        return _Group(rows, sub, tokens, W, at, torch.arange(W)[None, None, :] <= see)
+        see = (self.pos[rows, None] + arange(sub.width)[None, :])[..., None]
+        return _Group(rows, sub, tokens, W, at, arange(W)[None, None, :] <= see)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head=None) -> torch.Tensor:
         """Causal attention (N, H, dh) of the tokens' queries over the keys and values of
@@ -319,7 +321,7 @@ class TransformerModel(NumbenchModel, TailRunnable):
         heads, head_of, _ = distinct_heads(ids, pos)
         lengths = (heads >= 0).sum(1)
         keep = lengths > 0  # a row with no head has no tokens to run
-        rows = Tails(torch.zeros(int(keep.sum()), dtype=torch.long), lengths[keep])
+        rows = Tails(torch.zeros(int(keep.sum()), dtype=torch.long, device=ids.device), lengths[keep])
         x = self.embed(heads[keep][rows.tokens.rows, rows.tokens.cols])
         rot = self._rotation(rows.places)
         # each row's head among those run; a row with none gets the zero head appended last

@@ -4,21 +4,20 @@ For every fit's split: the site activations at the interchange positions (base a
 source at j) and, for a restartable recurrent site (the engine's fast path), the
 counterfactual suffix after i with its targets, and the loss and correctness of the scored
 places before i, which no interchange at i can change. Fits share pair sets, so a
-:class:`Preparer` computes each (ids, positions) once.
+:class:`Preparer` computes each (ids, positions) once, on the model's device.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from dataclasses import fields
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .models.contract import NumbenchModel, left_align
-
-if TYPE_CHECKING:
-    from .das import PairTensors
+from ..models.contract import NumbenchModel, left_align
+from .config import PairTensors
 
 
 @dataclass
@@ -60,14 +59,29 @@ def _seen(store: list, ids: torch.Tensor, pos: torch.Tensor | None):
 
 
 class Preparer:
-    """Prepared splits of one (model, site, mode); ``fast``: the restartable path."""
+    """Prepared splits of one (model, site, mode) on ``device``; ``fast``: the
+    restartable path."""
 
-    def __init__(self, model: NumbenchModel, site: str, mode: str, fast: bool, heads: bool = False):
+    def __init__(self, model: NumbenchModel, site: str, mode: str, fast: bool, heads: bool = False,
+                 device: torch.device = torch.device("cpu")):
         self.model, self.site, self.mode, self.fast, self.heads = model, site, mode, fast, heads
-        self.d = model.sites[site]
+        self.d, self.device = model.sites[site], device
         self._acts: list[tuple[tuple, torch.Tensor]] = []
         self._before: list = []
         self._heads: list = []
+        self._moved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def on_device(self, pairs: PairTensors) -> PairTensors:
+        """``pairs`` with its tensors on the device, each tensor moved once (pair sets
+        share tensors, and the caches below know a pair set by its tensors' identity)."""
+        def move(x: torch.Tensor | None) -> torch.Tensor | None:
+            if x is None or x.device == self.device:
+                return x
+            if id(x) not in self._moved:
+                self._moved[id(x)] = (x, x.to(self.device))  # x kept: its id is not reused
+            return self._moved[id(x)][1]
+
+        return PairTensors(*(move(getattr(pairs, f.name)) for f in fields(pairs)))
 
     @torch.no_grad()
     def activations(self, ids: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
@@ -83,11 +97,12 @@ class Preparer:
             acts = ids.new_empty(len(ids), self.d, dtype=torch.float32)
             for rows, width in by_position(pos):
                 a = self.model.activations(ids[rows, :width], self.site)
-                acts[rows] = a[torch.arange(len(rows)), pos[rows]]
+                acts[rows] = a[torch.arange(len(rows), device=a.device), pos[rows]]
         self._acts.append(((ids, pos), acts))
         return acts
 
     def prepare(self, pairs: PairTensors) -> Split:
+        pairs = self.on_device(pairs)
         pos = pairs.base_pos
         h_base = self.activations(pairs.base_ids, pos)
         h_src = self.activations(pairs.src_ids, pairs.src_pos if self.mode == "single" else None)
@@ -97,10 +112,11 @@ class Preparer:
             return Split(h_base, h_src, pos, pairs.cf_ids, targets, pairs.cf_scored, heads=heads)
         # positions i .. i+W-1 hold every scored prediction after the interchange
         T = pairs.cf_ids.shape[1]
-        last = torch.where(pairs.cf_scored, torch.arange(T), -1).max(dim=1).values
+        at = lambda n: torch.arange(n, device=pos.device)
+        last = torch.where(pairs.cf_scored, at(T), -1).max(dim=1).values
         W = int((last - pos).max()) + 1
-        idx = (pos[:, None] + torch.arange(W)[None, :]).clamp(max=T - 1)
-        inside = pos[:, None] + torch.arange(W)[None, :] < T
+        idx = (pos[:, None] + at(W)[None, :]).clamp(max=T - 1)
+        inside = pos[:, None] + at(W)[None, :] < T
         scored = pairs.cf_scored.gather(1, idx) & inside
         suffix = left_align(pairs.cf_ids, pos + 1)[:, : W - 1]
         ce, n, ok = self._before_i(pairs)
@@ -115,7 +131,7 @@ class Preparer:
         if cache is not None:
             return cache
         P = int(pos.max())
-        before = torch.arange(P)[None, :] < pos[:, None]
+        before = torch.arange(P, device=pos.device)[None, :] < pos[:, None]
         same = pairs.cf_ids.shape[1] >= P and bool(
             ((pairs.cf_ids[:, :P] == pairs.base_ids[:, :P]) | ~before).all())
         ids = pairs.base_ids if same else pairs.cf_ids
@@ -134,15 +150,17 @@ class Preparer:
         if stats is not None:
             return stats
         N, T = pairs.cf_ids.shape
-        before = pairs.cf_scored & (torch.arange(T)[None, :] < pairs.base_pos[:, None])
+        device = pairs.cf_ids.device
+        before = pairs.cf_scored & (torch.arange(T, device=device)[None, :] < pairs.base_pos[:, None])
         targets = targets_of(pairs.cf_ids)
-        ce, ok = torch.zeros(N), torch.ones(N, dtype=torch.bool)
+        ce, ok = torch.zeros(N, device=device), torch.ones(N, dtype=torch.bool, device=device)
         # tokens before i only; 500 rows a run keeps the readout's (rows, T, hidden) small
         for rows, width in by_position(pairs.base_pos, chunk=500):
             m = before[rows, :width]
             r = m.nonzero(as_tuple=True)[0]
             lg, tg = self.model.run(pairs.cf_ids[rows, :width])[m], targets[rows, :width][m]
-            ce[rows] = torch.zeros(len(m)).index_add(0, r, F.cross_entropy(lg, tg, reduction="none"))
+            ce[rows] = torch.zeros(len(m), device=device).index_add(
+                0, r, F.cross_entropy(lg, tg, reduction="none"))
             ok[rows] = torch.bincount(r[lg.argmax(-1) != tg], minlength=len(m)) == 0
         stats = (ce, before.sum(1), ok)
         self._before.append(((pairs.base_ids, pairs.base_pos), stats))
