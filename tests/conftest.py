@@ -71,3 +71,15 @@ def submitted_result(tmp_path, tiny_result):
     path = tmp_path / "submissions" / "tiny" / "result.json"
     write_json_atomic(path, tiny_result)
     return path
+
+
+@pytest.fixture
+def registry_kept():
+    """Whatever a test loads into the alignment registry is gone after it."""
+    from numbench.alignments import ALIGNMENTS, registry
+
+    saved = (dict(ALIGNMENTS), dict(registry._SOURCES), dict(registry._loaded_files))
+    yield
+    for live, old in zip((ALIGNMENTS, registry._SOURCES, registry._loaded_files), saved):
+        live.clear()
+        live.update(old)

@@ -52,16 +52,6 @@ TINY = [f"--engine={k}={getattr(TINY_ENGINE, k)}" for k in
 EXTRA = ("mine", "pca", "probe")
 
 
-@pytest.fixture
-def registry_kept():
-    """Whatever a test loads into the alignment registry is gone after it."""
-    saved = (dict(ALIGNMENTS), dict(registry._SOURCES), dict(registry._loaded_files))
-    yield
-    for live, old in zip((ALIGNMENTS, registry._SOURCES, registry._loaded_files), saved):
-        live.clear()
-        live.update(old)
-
-
 @pytest.fixture(scope="module")
 def mine_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("methods") / "mine.py"

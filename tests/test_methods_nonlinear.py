@@ -26,16 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "coupling.py"
 
 
-@pytest.fixture
-def registry_kept():
-    """Whatever a test loads into the alignment registry is gone after it."""
-    saved = (dict(ALIGNMENTS), dict(registry._SOURCES), dict(registry._loaded_files))
-    yield
-    for live, old in zip((ALIGNMENTS, registry._SOURCES, registry._loaded_files), saved):
-        live.clear()
-        live.update(old)
-
-
 def pair(*shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)

@@ -7,29 +7,30 @@ import click
 from ..models.registry import load_arch_module
 
 
-def _load_modules(_ctx, _param, paths):
-    for path in paths:
-        load_arch_module(path)
-    return paths
+def _loading(load):
+    """A click callback that runs ``load(path)`` on each path given, as the option is read."""
+    def callback(_ctx, _param, paths):
+        for path in paths:
+            load(path)
+        return paths
+    return callback
+
+
+def _load_alignment_module(path):
+    from ..alignments import load_alignment_module
+
+    load_alignment_module(path)
 
 
 arch_module_option = click.option(
     "--arch-module", "arch_modules", multiple=True, type=click.Path(dir_okay=False),
-    callback=_load_modules, expose_value=False, is_eager=True,
+    callback=_loading(load_arch_module), expose_value=False, is_eager=True,
     help="A Python file defining a plugin architecture (repeatable). Your own code: a model "
          "file never loads code.")
 
-def _load_alignment_modules(_ctx, _param, paths):
-    from ..alignments import load_alignment_module
-
-    for path in paths:
-        load_alignment_module(path)
-    return paths
-
-
 alignment_module_option = click.option(
     "--alignment-module", "alignment_modules", multiple=True, type=click.Path(dir_okay=False),
-    callback=_load_alignment_modules, expose_value=False, is_eager=True,
+    callback=_loading(_load_alignment_module), expose_value=False, is_eager=True,
     help="A Python file defining alignment methods with @register_alignment (repeatable). "
          "Your own code: a result file never loads code; its sha256 is recorded.")
 
