@@ -121,7 +121,8 @@ def _train(spec: dict, out: Path, device) -> None:
 
 
 def _evaluate(spec: dict, out: Path, device) -> None:
-    from .evaluate import Settings, evaluate
+    from .evaluate import evaluate
+    from .settings import Settings
     from .results import write_json_atomic
 
     # a job already has its own core: one engine worker, unless the spec says otherwise

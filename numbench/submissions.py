@@ -49,7 +49,7 @@ class Submission:
     @property
     def ranked(self) -> bool:
         """The result says it is ranked *and* its recorded settings are the protocol's."""
-        from .evaluate import Settings
+        from .settings import Settings
 
         try:
             return bool(self.doc["ranked"]) and Settings.from_json(self.doc["settings"]).ranked

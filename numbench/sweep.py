@@ -179,7 +179,7 @@ def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
                         train_jobs.append(Job("train", spec, str(models_dir / f"{stem}.pt")))
     eval_jobs = []
     if ev is not None:
-        from .evaluate import Settings
+        from .settings import Settings
 
         try:
             Settings.make(engine=ev.get("engine"))

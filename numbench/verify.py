@@ -17,11 +17,12 @@ import torch
 
 from .device import device_name, recorded_kind, resolve_device
 from .errors import NumbenchError
-from .evaluate import Settings, check_alignment_sources, evaluate
+from .evaluate import evaluate
 from .machine import bf16_products, cpu_description, other_cpu_note
 from .models.files import model_sha256
 from .protocol import PROTOCOL_VERSION
 from .results import read_json, result_digest, validate_result, write_json_atomic
+from .settings import Settings, check_alignment_sources
 from .submissions import VERIFY_NAME
 from .version import __version__
 

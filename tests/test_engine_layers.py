@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ENGINE = Path(__file__).resolve().parents[1] / "numbench" / "engine"
-ORDER = ["config", "prepare", "paths", "engine", "parallel", "schedule"]
+ORDER = ["config", "prepare", "paths", "engine", "parallel", "shipping", "schedule"]
 
 
 def imported(module: str) -> set[str]:

@@ -261,3 +261,17 @@ class Alignment(nn.Module, ABC):
             raise ValueError(f"a batch of {self.count} alignments expects inputs "
                              f"(A={self.count}, ..., d), got {tuple(h_base.shape)}")
 
+
+class FittedBasis(Alignment):
+    """P = Q_k Q_kᵀ for an orthonormal basis Q_k that a method's :meth:`fit` sets from the
+    training pairs (a buffer (A, d, k); the first k coordinate axes until then). Untrained."""
+
+    trainable = False
+
+    def __init__(self, d: int, k: int, count: int = 1, seed: int | Sequence[int] = 0):
+        super().__init__(d, k, count)
+        self.register_buffer("basis", torch.eye(d, k).repeat(count, 1, 1))  # (A, d, k)
+
+    def factors(self) -> Factors:
+        return self.basis, self.basis.mT
+

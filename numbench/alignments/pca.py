@@ -12,12 +12,10 @@ methods that do.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import Tensor
 
-from .base import Alignment, Factors
+from .base import FittedBasis
 from .registry import register_alignment
 
 
@@ -40,21 +38,12 @@ def top_eigenvectors(x: Tensor, m: int) -> Tensor:
 
 
 @register_alignment
-class PCAAlignment(Alignment):
+class PCAAlignment(FittedBasis):
     """P = Q_k Q_kᵀ, Q_k the training activations' top-k principal directions (a buffer
     set by :meth:`fit`; the first k coordinate axes until then)."""
 
     name = "pca"
-    trainable = False
-
-    def __init__(self, d: int, k: int, count: int = 1, seed: int | Sequence[int] = 0):
-        super().__init__(d, k, count)
-        self.register_buffer("basis", torch.eye(d, k).repeat(count, 1, 1))  # (A, d, k)
-
     def fit(self, slot: int, h_base: Tensor, h_source: Tensor, values: Tensor | None) -> None:
         x = torch.cat([h_base, h_source]).double()  # (2N, d)
         q = top_eigenvectors(x - x.mean(dim=0), self.k)
         self.basis[slot] = q.to(self.basis.dtype)
-
-    def factors(self) -> Factors:
-        return self.basis, self.basis.mT

@@ -22,13 +22,11 @@ permuted, its row space is not), so the permuted control scores the very subspac
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import Tensor
 
 from ..errors import NumbenchError
-from .base import Alignment, Factors
+from .base import FittedBasis
 from .pca import fixed_signs, top_eigenvectors
 from .registry import register_alignment
 
@@ -63,22 +61,13 @@ def probe_basis(h_source: Tensor, values: Tensor, k: int) -> Tensor:
 
 
 @register_alignment
-class ProbeAlignment(Alignment):
+class ProbeAlignment(FittedBasis):
     """P = Q_k Q_kᵀ, Q_k the row space of a least-squares probe of the variable's value
     (a buffer set by :meth:`fit`; the first k coordinate axes until then)."""
 
     name = "probe"
-    trainable = False
-
-    def __init__(self, d: int, k: int, count: int = 1, seed: int | Sequence[int] = 0):
-        super().__init__(d, k, count)
-        self.register_buffer("basis", torch.eye(d, k).repeat(count, 1, 1))  # (A, d, k)
-
     def fit(self, slot: int, h_base: Tensor, h_source: Tensor, values: Tensor | None) -> None:
         if values is None:
             raise NumbenchError("the probe alignment needs the variable's values of the "
                                 "training pairs (PairTensors.values)")
         self.basis[slot] = probe_basis(h_source, values, self.k).to(self.basis.dtype)
-
-    def factors(self) -> Factors:
-        return self.basis, self.basis.mT

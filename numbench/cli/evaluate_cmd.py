@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..engine import EngineConfig
 from ..device import resolve_device
-from ..evaluate import GateFailed, Settings, evaluate, extra_alignments
+from ..evaluate import GateFailed, evaluate
 from ..errors import NumbenchError
+from ..protocol import engine_config
 from ..results import check_writable, write_json_atomic
+from ..settings import Settings, extra_alignments
 from . import EXIT_FAILED, Terminated
 from .options import alignment_module_option, arch_module_option, device_option, json_option
 from .output import PlainProgress, print_json, stderr, stdout
@@ -54,13 +55,13 @@ def result_table(doc: dict) -> Table:
 
 def parse_engine(items: tuple[str, ...]) -> dict:
     """``KEY=VALUE`` items as engine overrides, each VALUE typed by the setting's default."""
-    defaults, out = {f.name: f.type for f in fields(EngineConfig)}, {}
+    defaults, out = asdict(engine_config()), {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in defaults:
             raise click.BadParameter(f"'{item}': expected KEY=VALUE with KEY one of "
                                      f"{', '.join(defaults)}", param_hint="--engine")
-        kind = {"float": float, "int": int, "str": str}[str(defaults[key])]
+        kind = type(defaults[key])
         try:
             out[key] = kind(value)
         except ValueError:

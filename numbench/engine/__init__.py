@@ -8,6 +8,7 @@ Its modules import only what sits above them in this list:
 * ``paths`` — how a step's rows go through the model, one object per path;
 * ``engine`` — the Engine: a training step, scoring, the stopping rules;
 * ``parallel`` — worker processes, handed what to run (it imports no other engine module);
+* ``shipping`` — what travels to a worker process, and the engines rebuilt there;
 * ``schedule`` — lockstep and continuous training, in this process and in workers.
 """
 

@@ -30,21 +30,18 @@ controls): each step runs one forward per engine with fits in flight.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import sys
 from typing import Callable
 
 import torch
 
-from ..alignments import ALIGNMENTS, alignment_paths, load_alignment_module
-from ..alignments.registry import PLUGIN_PREFIX
+from ..alignments import ALIGNMENTS
 from ..machine import one_thread
 from ..memory import release_free_memory
-from ..models.contract import NumbenchModel
 from . import parallel
 from .config import EngineConfig, FitResult, FitSpec
 from .engine import Engine, Fit, trainable
-from .parallel import Arrays, OnStep
+from .parallel import OnStep
+from .shipping import Shipment, rebuild_engines, states, states_to_tensors, unpack_specs
 
 
 class Batches:
@@ -146,12 +143,12 @@ def run(engine: Engine, specs: list[FitSpec], *, seed: int = 0,
     parts = parallel.split_parts(len(specs), chosen, workers, engine.config.fits_per_forward)
     part_specs = [[specs[i] for i in p] for p in parts]
     config = dataclasses.replace(engine.config, workers=workers)
-    shipped = _Shipment([engine], config, seed, on_step is not None)
+    shipped = Shipment(_in_worker, [engine], config, seed, on_step is not None)
     active = [sum(ALIGNMENTS[s.alignment].trainable for s in p) for p in part_specs]
     results = parallel.farm(
         workers, active, lambda run_id, p: shipped.task(run_id, p, part_specs[p], [0] * len(part_specs[p])),
         lambda p, claim, report: dict(enumerate(lockstep(engine, part_specs[p], seed, report))),
-        on_step, received=_states_to_tensors)
+        on_step, received=states_to_tensors)
     by_index = {i: r[j] for p, r in zip(parts, results) for j, i in enumerate(p)}
     return [by_index[i] for i in range(len(specs))]
 
@@ -279,12 +276,12 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
         engines = list({id(e): e for e, _ in streamed}.values())
         owner = {id(e): i for i, e in enumerate(engines)}
         specs, owners = [s for _, s in streamed], [owner[id(e)] for e, _ in streamed]
-        shipped = _Shipment(engines, dataclasses.replace(config, workers=workers), seed,
-                            on_step is not None, stream=True)
+        shipped = Shipment(_in_worker, engines, dataclasses.replace(config, workers=workers),
+                           seed, on_step is not None, stream=True)
         parts = parallel.farm(
             workers, [0] * workers, lambda run_id, p: shipped.task(run_id, p, specs, owners),
             lambda p, claim, report: run_stream(streamed, claim, seed, report),
-            on_step, claimable=len(specs), received=_states_to_tensors, first=untrained)
+            on_step, claimable=len(specs), received=states_to_tensors, first=untrained)
         trained = {i: r for part in parts for i, r in part.items()}
     for j, result in trained.items():
         r, i = jobs[j]
@@ -292,97 +289,7 @@ def train_together(runs: list[tuple[Engine, list[FitSpec]]], *, seed: int = 0,
     return [[d[i] for i in range(len(specs))] for d, (_, specs) in zip(done, runs)]
 
 
-# --- what travels to a worker process, and what it does there --------------------------
-
-def _payload(model: NumbenchModel) -> tuple:
-    """A model as its architecture, config, vocabulary and weights (numpy arrays)."""
-    return (model.arch, model.config_dict(), model.vocabulary,
-            {k: v.detach().numpy() for k, v in model.state_dict().items()})
-
-
-def _modules(models: list[NumbenchModel], specs: list[FitSpec]) -> list[str]:
-    """Modules that define the models' architectures and the alignments (registering them
-    on import), for a child to import; a script's ``__main__`` the child has already run,
-    and files loaded by path travel as paths (``_Shipment``)."""
-    names = {type(m).__module__ for m in models} | {ALIGNMENTS[s.alignment].__module__ for s in specs}
-    return sorted(n for n in names if n != "__main__" and not n.startswith("numbench_plugin_")
-                  and not n.startswith(PLUGIN_PREFIX))
-
-
-def _pack_specs(specs: list[FitSpec]) -> list[tuple]:
-    arrays = Arrays()
-    pack = lambda p: (type(p), [arrays(getattr(p, f.name)) for f in dataclasses.fields(p)])
-    return [(s.key, s.alignment, s.k, pack(s.train), pack(s.valid), pack(s.test), s.seed)
-            for s in specs]
-
-
-def _unpack_specs(packed: list[tuple]) -> list[FitSpec]:
-    tensors = Arrays()
-    unpack = lambda p: p[0](*[tensors(a) for a in p[1]])
-    return [FitSpec(key, kind, k, unpack(tr), unpack(va), unpack(te), seed=seed)
-            for key, kind, k, tr, va, te, seed in packed]
-
-
-def _states(results: dict[int, FitResult], to) -> dict[int, FitResult]:
-    """``results`` with each alignment state converted by ``to`` (tensor ↔ numpy)."""
-    for r in results.values():
-        r.state = {k: to(v) for k, v in r.state.items()}
-    return results
-
-
-def _states_to_tensors(results: dict[int, FitResult]) -> dict[int, FitResult]:
-    return _states(results, torch.from_numpy)
-
-
-class _Shipment:
-    """What a run's worker tasks need, packed once: the models, engines (model, site,
-    mode), plugin files (architectures, then alignments) and modules to import, the
-    settings; specs packed once a list."""
-
-    def __init__(self, engines: list[Engine], config: EngineConfig, seed: int, report: bool,
-                 stream: bool = False):
-        from ..models.registry import plugin_paths
-
-        models = list({id(e.model): e.model for e in engines}.values())
-        which = {id(m): i for i, m in enumerate(models)}
-        self.models, self.config, self.seed, self.report, self.stream = models, config, seed, report, stream
-        self.keys = [(which[id(e.model)], e.site, e.mode) for e in engines]
-        self.payloads, self.plugins = [_payload(m) for m in models], (plugin_paths(),
-                                                                       alignment_paths())
-        self._packed: dict[int, tuple[list, list[tuple]]] = {}
-
-    def task(self, run_id: int, p: int, specs: list[FitSpec], owners: list[int]) -> tuple:
-        if id(specs) not in self._packed:  # a stream's tasks share one spec list
-            self._packed[id(specs)] = (specs, _pack_specs(specs))
-        modules = _modules(self.models, specs)
-        return _in_worker, (run_id, p, self.payloads, self.keys, self.plugins, modules,
-                            self.config, self._packed[id(specs)][1], owners, self.seed,
-                            self.report, self.stream)
-
-
-def _engines(engines: list[tuple[int, str, str]], models: list[tuple],
-             plugins: tuple[list[str], list[tuple[str, str]]], modules: list[str],
-             config: EngineConfig) -> list[Engine]:
-    """In a worker: the engines, each (model index, site, mode), their models rebuilt."""
-    from ..models.registry import build_model, load_arch_module, plugin_paths
-
-    archs, alignments = plugins
-    for path in archs:
-        if path not in plugin_paths():
-            load_arch_module(path)
-    for path, sha in alignments:  # the very code the parent ran (a file loaded before with
-        load_alignment_module(path, sha256=sha)  # the same content is not run again)
-    for name in modules:
-        if name not in sys.modules:
-            importlib.import_module(name)
-    built = []
-    for arch, cfg, vocabulary, state in models:
-        model = build_model(arch, cfg, vocabulary)
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        built.append(model.eval())
-    one = dataclasses.replace(config, workers=1)
-    return [Engine(built[m], site, mode, one) for m, site, mode in engines]
-
+# --- what a worker process does --------------------------------------------------------
 
 def _in_worker(run_id: int, task: int, models: list[tuple], engines: list[tuple[int, str, str]],
                plugins: tuple[list[str], list[tuple[str, str]]], modules: list[str],
@@ -390,16 +297,16 @@ def _in_worker(run_id: int, task: int, models: list[tuple], engines: list[tuple[
                report: bool, stream: bool) -> dict:
     """In a worker: the results, by index, of a lockstep part (one engine) or (``stream``)
     of the fits it claims; fit i belongs to engine ``owners[i]``."""
-    built = _engines(engines, models, plugins, modules, config)
+    built = rebuild_engines(engines, models, plugins, modules, config)
     on_step = parallel.child_report(run_id, task) if report else None
-    fit_specs = _unpack_specs(specs)
+    fit_specs = unpack_specs(specs)
     if stream:
         claim = parallel.child_claim(run_id, len(fit_specs), config.workers)
         results = run_stream([(built[e], spec) for e, spec in zip(owners, fit_specs)], claim,
                              seed, on_step)
     else:
         results = dict(enumerate(run(built[0], fit_specs, seed=seed, on_step=on_step)))
-    return _states(results, lambda t: t.numpy())
+    return states(results, lambda t: t.numpy())
 
 
 def warm() -> None:
