@@ -20,6 +20,7 @@ from .accuracy import sequence_correct, split_accuracies
 from .alignments import ALIGNMENTS
 from .device import device_name, resolve_device
 from .engine import Engine, FitResult, FitSpec, PairTensors, prestart, train_together
+from .errors import NumbenchError
 from .gate import GATE_TOLERANCE, GateFailed, run_gate
 from .machine import cpu_description
 from .models.files import check_task, load_model, model_sha256
@@ -36,9 +37,9 @@ from .protocol import (
     ranked_k,
     sweep_ks,
 )
-from .results import RESULT_SCHEMA_VERSION, read_partial, seal, write_json_atomic
+from .results import RESULT_SCHEMA_VERSION, load_result, read_partial, seal, write_json_atomic
 from .scores import best_site, summarize
-from .settings import Settings
+from .settings import Settings, reusable_cells
 from .tasks import Task, load_task
 from .version import __version__
 
@@ -156,11 +157,15 @@ def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", co
 
 def evaluate(model_path: str | Path, *, task_name: str | None = None,
              settings: Settings | None = None, progress: Progress | None = None,
-             partial_path: Path | None = None, device: str | torch.device = "cpu") -> dict:
+             partial_path: Path | None = None, device: str | torch.device = "cpu",
+             reuse: Path | None = None) -> dict:
     """Evaluate a model file under the protocol on ``device`` and return the result
-    document."""
+    document. ``reuse``: a finished result of the same model, seed and budget whose fits
+    are copied, not trained again (:func:`~numbench.settings.reusable_cells`), to add
+    methods to it."""
     settings = settings or Settings()
     device = resolve_device(device)
+    lender = load_result(reuse) if reuse else None  # a bad file fails before any work
     torch.manual_seed(settings.seed)
     walls: dict[str, float] = {}
     t_all = t = time.perf_counter()
@@ -196,13 +201,38 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     done = read_partial(partial_path, fingerprint) if partial_path else {}
     if partial_path and partial_path.exists():  # say what a resumed run reuses, if anything
         say("resume", {"reused": len(done)})
+    if reuse and not all(Engine(model, s, "single", settings.engine).continuous for s in model.sites):
+        raise NumbenchError("--reuse: here fits step in lockstep, so a fit's rounding depends "
+                            "on the fits beside it and a copied one would differ: evaluate "
+                            "without --reuse", path=reuse)
+    copied = reusable_cells(lender, reuse, model_sha256=sha, task=task.name,
+                            protocol_sha256=PROTOCOL_DIGEST, device=device.type,
+                            cpu=cpu_description(), settings=settings) if reuse else {}
+    n_copied = 0
+
+    def copy_or_train(todo: list[tuple], label: str) -> list[list[dict]]:
+        """Each run's cells: copied from ``reuse`` where it holds the fit (same pairs),
+        the rest trained together."""
+        nonlocal n_copied
+        take = lambda meta, sets: (meta["key"] in copied and copied[meta["key"]]["pairs"]
+                                   == {s: p.sha256 for s, p in zip(("train", "valid", "test"), sets)})
+        fresh = [(m, site, mode, [j for j in jobs if not take(*j[:2])])
+                 for _, m, site, mode, jobs in todo]
+        trained = iter(_run_fits([r for r in fresh if r[3]], settings, progress, label)
+                       if any(r[3] for r in fresh) else [])
+        out = []
+        for (*_, jobs), (*_, to_train) in zip(todo, fresh):
+            new = iter(next(trained) if to_train else [])
+            out.append([dict(copied[meta["key"]]) if take(meta, sets) else next(new)
+                        for meta, sets, _ in jobs])
+            n_copied += len(jobs) - len(to_train)
+        return out
 
     def stages(runs: list[tuple], label: str) -> list[list[dict]]:
         """runs: (run key, model, site, mode, jobs); those not done yet train together."""
         todo = [run for run in runs if run[0] not in done]
         if todo:
-            for (key, *_), cells in zip(todo, _run_fits([run[1:] for run in todo], settings,
-                                                        progress, label)):
+            for (key, *_), cells in zip(todo, copy_or_train(todo, label)):
                 done[key] = cells
             if partial_path:
                 write_json_atomic(partial_path, {"fingerprint": fingerprint, "runs": done})
@@ -288,6 +318,8 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
                       stage(f"prefix/{site}", model, site, "prefix", prefix, f"prefix mode at {site}")]
         walls["sweep"], t = time.perf_counter() - t, time.perf_counter()
     walls["total"] = time.perf_counter() - t_all
+    if reuse:
+        say("reuse", {"copied": n_copied, "cells": len(cells)})
 
     return seal({
         "schema_version": RESULT_SCHEMA_VERSION,

@@ -138,3 +138,34 @@ def check_alignment_sources(recorded: list[dict], path=None) -> None:
         if "sha256" not in rec and now != rec:
             raise NumbenchError(f"alignment '{name}' was recorded as {rec}; here it is {now}",
                                 path=path, field=field_)
+
+
+def reusable_cells(doc: dict, path, *, model_sha256: str, protocol_sha256: str, task: str,
+                   device: str, cpu: str, settings: Settings) -> dict[str, dict]:
+    """The cells of a finished result (``evaluate --reuse``) that this evaluation would
+    train exactly as they are, by key: same model file, protocol, task, kind of device and
+    CPU, seed and budget (the extra methods may differ; so may ``workers``). A fit trains from a seed
+    of its own key and never sees another fit, so a copied cell is the cell a new fit would
+    give. Cells of an extra method are copied only where the method comes from the same
+    source. One-line NumbenchError where the result cannot lend its fits."""
+    theirs = {"model file": doc["model"]["sha256"], "protocol": doc["versions"]["protocol_sha256"],
+              "task": doc["task"]["name"], "device": doc["versions"].get("device", "cpu"),
+              "kind of CPU": doc["versions"].get("cpu")}
+    mine = {"model file": model_sha256, "protocol": protocol_sha256, "task": task,
+            "device": device, "kind of CPU": cpu}
+    for what in theirs:
+        if theirs[what] != mine[what]:
+            raise NumbenchError(f"--reuse: the result is of another {what} "
+                                f"({str(theirs[what])[:40]}; this run: {str(mine[what])[:40]})",
+                                path=path)
+    recorded = Settings.from_json(doc["settings"])
+    strip = lambda s: {k: v for k, v in s.fingerprint().items() if k != "alignments"}
+    if strip(recorded) != strip(settings):
+        raise NumbenchError("--reuse: the result was evaluated with another seed, budget or "
+                            "speed setting: its fits would not be this run's", path=path)
+    same_source = set(RANKED_ALIGNMENTS) | set(BASELINE_ALIGNMENTS) | {"sd_linear"}
+    for rec in doc["settings"].get("alignments", []):
+        if rec["name"] in settings.alignments and alignment_record(rec["name"]) == rec:
+            same_source.add(rec["name"])
+    return {c["key"]: {k: v for k, v in c.items() if k != "ranked_k"}
+            for c in doc["cells"] if c["alignment"] in same_source}

@@ -3,6 +3,7 @@ scored from the command line, with its controls and sha256; `compare`, `plot` an
 board show it; `verify` needs the very file; `pca` and `probe` against NumPy; every
 method leaves h_b alone when the source is the base."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -361,3 +362,35 @@ def test_the_documented_method_file_is_shown_verbatim_fits_and_trains(multi, reg
     result, = run(Engine(model, "hidden", "single", TINY_ENGINE),
                   [FitSpec("m", "meandiff", 3, *pairs)])
     assert result.steps > 0 and result.state  # trained, its best slice kept
+
+
+@pytest.mark.integration  # whole evaluations
+def test_reuse_copies_a_results_fits_and_trains_only_the_new_methods(tiny_result, tiny_model_file,
+                                                                     multi, tmp_path):
+    """`evaluate --reuse RESULT` adds methods to a finished result: its fits are copied, the
+    new methods' trained, and the result is the one a run from scratch gives, cell for
+    cell. Another seed, budget or model is refused in one line."""
+    from numbench.evaluate import evaluate
+    from numbench.results import write_json_atomic
+
+    old = tmp_path / "result.json"
+    write_json_atomic(old, tiny_result)
+    with_pca = Settings(engine=TINY_ENGINE, alignments=("pca",))
+    if not Engine(tiny("gru", multi), "hidden", "single", TINY_ENGINE).continuous:
+        with pytest.raises(NumbenchError, match="lockstep"):  # a copy would round differently
+            evaluate(tiny_model_file, settings=with_pca, reuse=old)
+        return
+    told = []
+    copied = evaluate(tiny_model_file, settings=with_pca, reuse=old,
+                      progress=lambda stage, d: told.append(d) if stage == "reuse" else None)
+    scratch = evaluate(tiny_model_file, settings=with_pca)
+    assert told == [{"copied": len(tiny_result["cells"]), "cells": len(scratch["cells"])}]
+    assert copied["cells"] == scratch["cells"] and copied["summary"] == scratch["summary"]
+    assert len(scratch["cells"]) > len(tiny_result["cells"])
+    for settings in (Settings(seed=1, engine=TINY_ENGINE),
+                     Settings(engine=dataclasses.replace(TINY_ENGINE, lr=0.5))):
+        with pytest.raises(NumbenchError, match="another seed, budget"):
+            evaluate(tiny_model_file, settings=settings, reuse=old)
+    res = CliRunner().invoke(main, ["evaluate", str(tiny_model_file), "--reuse", str(tmp_path / "nope.json"),
+                                    "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "nope.json" in res.output and "Traceback" not in res.output

@@ -92,6 +92,10 @@ class ProgressLog(PlainProgress):
               help="Result file (default: submissions/<model name>[_quick][_sweep][_engine]"
                    "/result.json).")
 @click.option("--resume", is_flag=True, help="Reuse the completed fits of an interrupted run.")
+@click.option("--reuse", type=click.Path(dir_okay=False), metavar="RESULT",
+              help="Copy the fits a finished RESULT of the same model, seed and budget holds "
+                   "instead of training them again, e.g. to add --alignments to it (speed "
+                   "only: a copied fit is the fit a new one would give).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes that train the fits side by side, one core each "
                    "(this one and N-1 workers; speed only; recorded). [default: 2 on a CPU, "
@@ -107,7 +111,7 @@ class ProgressLog(PlainProgress):
 @alignment_module_option
 @arch_module_option
 @json_option
-def command(model_file, task_name, seed, quick, sweep, out, resume, workers, device,
+def command(model_file, task_name, seed, quick, sweep, out, resume, reuse, workers, device,
             engine_settings, extra, as_json) -> None:
     """Evaluate MODEL_FILE under the fixed protocol: task accuracy, fidelity gate, IIA of
     every program variable under orthogonal and linear alignment with controls.
@@ -147,6 +151,10 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, dev
                              "run (another model, settings or protocol): starting from the "
                              "beginning", highlight=False, soft_wrap=True)
                 return
+            if stage == "reuse":
+                stderr.print(f"reuse: {d['copied']} of {d['cells']} fits copied from {reuse}",
+                             highlight=False, soft_wrap=True)
+                return
             bar.update(row, description=stage, completed=d.get("step", 0), step=d.get("step", "-"),
                        active=d.get("active", 0), fits=d.get("fits", 0),
                        best=f"{d['best_iia']:.3f}" if "best_iia" in d else "-")
@@ -155,7 +163,8 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, workers, dev
 
         try:
             doc = evaluate(model_file, task_name=task_name, settings=settings,
-                           progress=progress, partial_path=partial, device=device)
+                           progress=progress, partial_path=partial, device=device,
+                           reuse=Path(reuse) if reuse else None)
         except GateFailed as e:
             click.echo(f"error: {e}", err=True)  # one line, never wrapped
             raise SystemExit(EXIT_FAILED)
