@@ -28,6 +28,8 @@ def rows(root: Path, models: list[str] | None) -> list[tuple]:
         settings = doc["settings"]
         run = "`--quick`" if settings["quick"] else "default"
         run += " `--sweep`" if settings["sweep"] else ""
+        extra = [a["name"] for a in settings.get("alignments", [])]
+        run += f" `--alignments {','.join(extra)}`" if extra else ""
         steps = sum(c["steps"] for c in doc["cells"])
         versions = doc["versions"]
         where = (versions.get("device_name", "a GPU") if versions.get("device") == "cuda"

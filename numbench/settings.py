@@ -93,8 +93,10 @@ class Settings:
     @property
     def ranked(self) -> bool:
         """Only the protocol's own budget is ranked (speed-only settings may differ). Extra
-        methods leave it ranked: they change no ranked fit (each fit trains as it would
-        alone, from a seed of its own key) and never enter the symbol score."""
+        methods leave it ranked: they never enter the symbol score and change no ranked
+        fit's budget (on the continuous schedule not even its rounding: each fit trains as it
+        would alone, from a seed of its own key; in lockstep the fits beside it may change
+        its float rounding)."""
         mine = asdict(self.engine)
         return not self.quick and all(mine[k] == v for k, v in BUDGET.items())
 

@@ -32,6 +32,18 @@ def multi():
     return load_task("multi_object")
 
 
+@pytest.fixture(scope="session")
+def small_gru(multi):
+    """A d=32 GRU trained for 400 steps on multi_object (trained once per session: the
+    engine tests share it and never change its weights)."""
+    from numbench.training import TrainConfig, train
+
+    res = train("gru", multi, 0, config={"d_embed": 16, "d_hidden": 32, "d_readout": 64},
+                train_config=TrainConfig(max_steps=400, eval_every=10_000, valid_size=10,
+                                         pool_size=4000, lr=3e-3))
+    return res.model
+
+
 def pytest_configure(config):
     # Tiny models gain nothing from threads, and OpenMP threads spin-waiting against another
     # process on a 2-core machine slow everything down badly.

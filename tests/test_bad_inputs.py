@@ -369,6 +369,7 @@ def test_an_output_under_a_regular_file_is_refused_before_any_work(tmp_path, mul
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.integration  # a whole evaluation
 def test_a_result_that_cannot_be_written_keeps_the_finished_fits(tmp_path, monkeypatch):
     """A disk that fills before the result is written: the partial file keeps every
     finished stage and the one-line error says how to finish with --resume."""

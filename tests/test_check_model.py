@@ -12,7 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from numbench.cli import main
 from numbench.models.checks import FIXES, TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,13 +79,15 @@ def test_the_checks_use_the_gates_tolerance():
 
 
 def test_the_gru_baseline_passes_every_check():
-    res = check_model(GRU_FILE)
-    assert res.returncode == 0, res.stdout + res.stderr
+    """In this process: a shipped model registers nothing."""
+    res = CliRunner().invoke(main, ["check-model", str(GRU_FILE)], terminal_width=200)
+    assert res.exit_code == 0, res.output
     for name in CHECKS:  # the table names every check, each passed
         assert any(line.split("│")[1:3] == [f" {name:<14} ", " pass   "]
                    for line in res.stdout.splitlines() if "│" in line), name
 
 
+@pytest.mark.integration  # a plugin: a fresh process
 def test_the_counter_plugin_passes_by_name():
     res = check_model("--arch-module", KNOWN_ANSWER, "counter", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -91,6 +95,7 @@ def test_the_counter_plugin_passes_by_name():
     assert list(got) == CHECKS and all(c["result"] == "pass" for c in got.values())
 
 
+@pytest.mark.integration  # a plugin: a fresh process
 def test_noise_in_an_edited_run_fails_no_op_fidelity(broken):
     res = check_model("--arch-module", broken, "noisy_gru", "--json")
     assert res.returncode == 1, res.stdout + res.stderr
@@ -101,6 +106,7 @@ def test_noise_in_an_edited_run_fails_no_op_fidelity(broken):
     assert got["no-op fidelity"]["fix"] == FIXES["no-op fidelity"]
 
 
+@pytest.mark.integration  # a plugin: a fresh process
 def test_an_edit_leaking_before_its_position_fails_the_hook_oracle(broken):
     res = check_model("--arch-module", broken, "leaky_gru", "--json")
     assert res.returncode == 1, res.stdout + res.stderr
@@ -118,7 +124,8 @@ def test_an_edit_leaking_before_its_position_fails_the_hook_oracle(broken):
     ([KNOWN_ANSWER], "not a model file"),
 ])
 def test_bad_input_exits_2_in_one_line(args, says):
-    res = check_model(*args)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
+    """In this process: nothing here registers an architecture."""
+    res = CliRunner().invoke(main, ["check-model", *map(str, args)])
+    assert res.exit_code == 2 and "Traceback" not in res.stderr, res.output
     line, = res.stderr.strip().splitlines()
     assert says in line

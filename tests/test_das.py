@@ -15,15 +15,6 @@ from numbench.machine import fp32_rows_exact, one_thread
 from numbench.gate import identity_logit_diff
 from numbench.models.speed import bf16_training
 from numbench.pairs import make_pairs
-from numbench.training import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def small_gru(multi):
-    res = train("gru", multi, 0, config={"d_embed": 16, "d_hidden": 32, "d_readout": 64},
-                train_config=TrainConfig(max_steps=400, eval_every=10_000, valid_size=10,
-                                         pool_size=4000, lr=3e-3))
-    return res.model
 
 
 def tensors(p, n):
@@ -102,10 +93,9 @@ def plain_test_iia(small_gru, multi):
 
 
 @pytest.mark.parametrize("precision,kernels", [
-    pytest.param("bf16", "fused", marks=pytest.mark.integration),  # emulated on most CPUs: slow
-    pytest.param("bf16", "autograd", marks=pytest.mark.integration),
-    ("fp32", "fused"), ("fp32", "autograd")])
+    ("bf16", "fused"), ("bf16", "autograd"), ("fp32", "fused"), ("fp32", "autograd")])
 @pytest.mark.parametrize("kind", ["orthogonal", "linear"])
+@pytest.mark.integration  # trains the plain reference loop
 def test_fast_engine_matches_plain_loop(small_gru, multi, plain_test_iia, kind, precision, kernels):
     for p in small_gru.parameters():
         p.requires_grad_(False)
@@ -245,6 +235,7 @@ def test_prefix_training_step_runs_bf16_products_around_a_float32_edit(multi, mo
     assert seen and all(not on and dtype == torch.float32 for on, dtype in seen)
 
 
+@pytest.mark.integration  # long fits
 def test_stopping_rules(small_gru, multi):
     tr, va, te = data(multi, "up_down", "count", n_train=512, n_eval=100)
     cfg = engine_config(max_steps=400, eval_every=20, patience=2, min_delta=10.0,  # never improves
@@ -348,6 +339,7 @@ def test_worker_processes_change_the_speed_not_the_numbers(small_gru, multi, sch
     assert [len(c) for c in engine.chunks(list(range(10)))] == [5, 5]  # equal chunks
 
 
+@pytest.mark.integration  # long fits
 def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru, multi):
     """Two places in flight, five fits stopping at different steps: each waiting fit starts
     when another stops, on its own step count, batches and Adam — and ends bit for bit
@@ -380,6 +372,7 @@ def test_continuous_schedule_starts_waiting_fits_without_changing_them(small_gru
     assert not fp32("autograd") and fp32("fused") == fp32_rows_exact()
 
 
+@pytest.mark.integration  # long fits
 def test_priority_orders_the_claims_not_the_numbers(small_gru, multi, monkeypatch):
     """Fits of higher ``priority`` are claimed first (ties in the given order), and a fit
     ends where it ends when it starts first, whatever its place in the queue."""

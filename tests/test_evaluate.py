@@ -75,7 +75,7 @@ def test_same_model_and_seed_give_identical_numbers(result, model_file):
     assert again["summary"] == result["summary"]
 
 
-@pytest.mark.parametrize("schedule", ["lockstep", "continuous"])
+@pytest.mark.parametrize("schedule", ["lockstep", pytest.param("continuous", marks=pytest.mark.integration)])
 def test_resume_reuses_completed_runs_and_matches(result, model_file, tmp_path, schedule):
     """Interrupted after its first training stage, a run resumes from the partial file.
     Lockstep: the main fits, then the random-init controls (interrupted there). Continuous:
@@ -146,6 +146,7 @@ def test_cli_writes_result_atomically_and_prints_json(model_file, tmp_path, monk
     assert "fits training · best valid IIA" in table.stderr
 
 
+@pytest.mark.integration  # whole evaluations
 def test_cli_resume_says_what_it_reuses(model_file, tmp_path, monkeypatch):
     """--resume with no partial file, or one of another run, says so and starts over."""
     import numbench.evaluate as ev
@@ -238,6 +239,7 @@ def test_the_protocol_owns_the_budget_and_the_engine_takes_it():
     assert Settings.make(engine={"workers": 1}).ranked  # speed only
 
 
+@pytest.mark.integration  # whole evaluations
 def test_cli_engine_overrides_are_typed_recorded_and_never_replace_a_protocol_run(
         model_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

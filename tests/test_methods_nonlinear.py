@@ -18,7 +18,7 @@ from numbench.engine.schedule import adam_step
 from numbench.pairs import make_pairs
 
 from models_helpers import tiny
-from test_das import data, no_stop, small_gru, tensors  # noqa: F401 (small_gru: a fixture)
+from test_das import data, no_stop, tensors
 
 D, K = 8, 3
 NEW = ["boundless", "revnet"]
@@ -220,7 +220,8 @@ def _initial_test_iia(model, spec):
     return float(ok.mean())
 
 
-def test_both_train_through_the_engine_beside_a_projector(small_gru, multi):  # noqa: F811
+@pytest.mark.integration  # long fits
+def test_both_train_through_the_engine_beside_a_projector(small_gru, multi):
     """One run, one forward a step: a projector module and both nonlinear ones train side
     by side (Engine.edit → factors_of → interchange) and beat their start on test IIA;
     boundless counted exactly its own steps (its kept state's τ is its best step's)."""
@@ -237,6 +238,7 @@ def test_both_train_through_the_engine_beside_a_projector(small_gru, multi):  # 
     assert 1 <= learned_size_of(bound.state) <= small_gru.sites["hidden"]
 
 
+@pytest.mark.integration  # long fits
 def test_the_step_count_holds_on_the_cut_path(multi):
     """In prefix mode the engine's Cut path computes factors once per length group and the
     edit runs at every position: the count still advances once per optimizer step."""
@@ -256,7 +258,7 @@ def test_the_step_count_holds_on_the_cut_path(multi):
 # -- the documented example --------------------------------------------------------------
 
 def test_the_documented_nonlinear_example_is_shown_verbatim_and_trains(
-        small_gru, multi, registry_kept):  # noqa: F811
+        small_gru, multi, registry_kept):
     doc = (ROOT / "docs" / "alignments.md").read_text(encoding="utf-8")
     marker = "<!-- example: docs/examples/coupling.py -->"
     assert f"{marker}\n```python\n{EXAMPLE.read_text()}```" in doc

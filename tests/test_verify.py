@@ -17,6 +17,8 @@ def test_verify_passes_on_an_honest_result_and_the_board_marks_it(submitted_resu
     res = CliRunner().invoke(main, ["verify", str(submitted_result), str(tiny_model_file)])
     assert res.exit_code == 0, res.output
     assert "verified" in res.output
+    # off a terminal the replay says what it does, as evaluate does
+    assert "fidelity gate" in res.stderr and "fits training · best valid IIA" in res.stderr
     record = json.loads(submitted_result.with_name("verify.json").read_text())
     assert record["passed"] and record["result_digest"] == json.loads(submitted_result.read_text())["digest"]
     subs, _ = collect(submitted_result.parent.parent)
@@ -80,6 +82,7 @@ def test_verify_passes_on_a_committed_baseline_result(tmp_path):
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.integration  # a whole replay
 def test_a_result_records_its_cpu_and_verify_names_another_cpu_kind(submitted_result, tiny_model_file):
     """A mismatch on a result computed on another CPU kind carries a note saying so (its
     kernels round differently); the same mismatch on this CPU carries none."""

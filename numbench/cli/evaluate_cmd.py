@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -82,6 +84,30 @@ class ProgressLog(PlainProgress):
                 f" · best valid IIA {best}")
 
 
+@contextmanager
+def evaluation_progress(max_steps: int, notes: Callable[[str, dict], bool] = lambda *_: False):
+    """An evaluation's progress on stderr, as a ``progress(stage, details)`` function: rich's
+    live bar on a terminal, plain timestamped lines (:class:`ProgressLog`) elsewhere.
+    ``notes`` prints a stage of its own (resume, reuse) and returns True when it did."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
+                          "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())
+    log = None if stderr.is_terminal else ProgressLog()
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        row = bar.add_task("loading", total=max_steps, step=0, active=0, fits=0, best="-")
+
+        def progress(stage: str, d: dict) -> None:
+            if notes(stage, d):
+                return
+            bar.update(row, description=stage, completed=d.get("step", 0), step=d.get("step", "-"),
+                       active=d.get("active", 0), fits=d.get("fits", 0),
+                       best=f"{d['best_iia']:.3f}" if "best_iia" in d else "-")
+            if log:
+                log(stage, d)
+
+        yield progress
+
+
 @click.command("evaluate")
 @click.argument("model_file", type=click.Path(dir_okay=False))
 @click.option("--task", "task_name", help="Task to evaluate on (default: the model file's task).")
@@ -137,30 +163,19 @@ def command(model_file, task_name, seed, quick, sweep, out, resume, reuse, worke
     engine = ({"workers": workers} if workers else {}) | parse_engine(engine_settings)
     settings = Settings.make(seed=seed, quick=quick, sweep=sweep, engine=engine, device=device,
                              alignments=names)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("step {task.fields[step]} · {task.fields[active]}/{task.fields[fits]} fits "
-                          "training · best valid IIA {task.fields[best]}"), TimeElapsedColumn())
-    log = None if stderr.is_terminal else ProgressLog()
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        row = bar.add_task("loading", total=settings.engine.max_steps, step=0, active=0, fits=0, best="-")
 
-        def progress(stage: str, d: dict) -> None:
-            if stage == "resume":
-                stderr.print(f"resume: {d['reused']} completed stage(s) reused from {partial}"
-                             if d["reused"] else f"resume: nothing in {partial} matches this "
-                             "run (another model, settings or protocol): starting from the "
-                             "beginning", highlight=False, soft_wrap=True)
-                return
-            if stage == "reuse":
-                stderr.print(f"reuse: {d['copied']} of {d['cells']} fits copied from {reuse}",
-                             highlight=False, soft_wrap=True)
-                return
-            bar.update(row, description=stage, completed=d.get("step", 0), step=d.get("step", "-"),
-                       active=d.get("active", 0), fits=d.get("fits", 0),
-                       best=f"{d['best_iia']:.3f}" if "best_iia" in d else "-")
-            if log:
-                log(stage, d)
+    def notes(stage: str, d: dict) -> bool:
+        if stage == "resume":
+            stderr.print(f"resume: {d['reused']} completed stage(s) reused from {partial}"
+                         if d["reused"] else f"resume: nothing in {partial} matches this "
+                         "run (another model, settings or protocol): starting from the "
+                         "beginning", highlight=False, soft_wrap=True)
+        elif stage == "reuse":
+            stderr.print(f"reuse: {d['copied']} of {d['cells']} fits copied from {reuse}",
+                         highlight=False, soft_wrap=True)
+        return stage in ("resume", "reuse")
 
+    with evaluation_progress(settings.engine.max_steps, notes) as progress:
         try:
             doc = evaluate(model_file, task_name=task_name, settings=settings,
                            progress=progress, partial_path=partial, device=device,

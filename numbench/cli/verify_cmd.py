@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
+from ..protocol import engine_config
 from ..verify import slow_replay_note, verify
 from . import EXIT_FAILED
+from .evaluate_cmd import evaluation_progress
 from .options import alignment_module_option, arch_module_option
 from .output import print_json, stderr, stdout
 
@@ -35,8 +37,8 @@ def command(result_file: str, model_file: str, device: str, as_json: bool) -> No
     slow = slow_replay_note(result_file)
     if slow:
         stderr.print(f"[yellow]note[/]: {escape(slow)}", highlight=False)
-    with stderr.status("re-running the evaluation…"):
-        v = verify(result_file, model_file, device=device)
+    with evaluation_progress(engine_config().max_steps) as progress:
+        v = verify(result_file, model_file, device=device, progress=progress)
     if as_json:
         print_json(v.record | {"mismatch_list": [vars(m) for m in v.mismatches]})
     elif v.passed:
