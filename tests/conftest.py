@@ -19,9 +19,9 @@ class InProcessBackend:
 
 @pytest.fixture
 def in_process_jobs(monkeypatch):
-    """``numbench sweep`` and ``trajectory`` run their jobs in this process, so the default
-    tier covers the verbs end to end without starting workers (the process pool, Dask and
-    submitit are the integration tier's)."""
+    """``numbench sweep`` and ``trajectory`` run their jobs in this process: the verbs end to
+    end without starting workers (the process pool, Dask and submitit have tests of their
+    own)."""
     from numbench.cli import sweep_cmd
 
     monkeypatch.setattr(sweep_cmd, "LocalBackend", InProcessBackend)

@@ -1,7 +1,8 @@
 """Sweeps: jobs keyed by spec hash, skip on re-run, redo only what is missing, failures
 reported without stopping the others; and alignment over training (trajectory) on a tiny
-real run. The default tier runs the jobs in this process (``in_process_jobs``); the
-integration tier runs the same through a real process pool, Dask and submitit."""
+real run. These run whole jobs, so they are integration tests: in this process
+(``in_process_jobs``), through a real process pool, Dask and submitit. The default tier
+checks the plans and the sweep file's errors."""
 
 import json
 import os
@@ -48,6 +49,7 @@ def test_plan_keys_jobs_by_their_spec(tmp_path):
     assert p.evaluate[0].key[:8] in p.evaluate[0].output
 
 
+@pytest.mark.integration  # whole training and evaluation jobs
 def test_sweep_runs_skips_and_redoes_only_missing_jobs_and_reports_failures(tmp_path,
                                                                           in_process_jobs):
     """The sweep verb end to end, its jobs in this process: one train, one evaluation and a
@@ -182,6 +184,7 @@ def trajectory_json(run, engine, *extra):
     return json.loads(res.stdout)
 
 
+@pytest.mark.integration  # whole training and evaluation jobs
 def test_trajectory_over_checkpoints_in_process(tmp_path, multi, in_process_jobs):
     from numbench.trajectory import summarize, trajectory_plan, trajectory_rows
 
