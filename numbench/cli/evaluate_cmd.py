@@ -121,7 +121,8 @@ def evaluation_progress(max_steps: int, notes: Callable[[str, dict], bool] = lam
 @click.option("--reuse", type=click.Path(dir_okay=False), metavar="RESULT",
               help="Copy the fits a finished RESULT of the same model, seed and budget holds "
                    "instead of training them again, e.g. to add --alignments to it (speed "
-                   "only: a copied fit is the fit a new one would give).")
+                   "only: a copied fit is the fit a new one would give; refused where fits "
+                   "step in lockstep, as on a GPU or for a transformer).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes that train the fits side by side, one core each "
                    "(this one and N-1 workers; speed only; recorded). [default: 2 on a CPU, "
