@@ -80,11 +80,15 @@ class _Pairs:
         return [p for p, _ in sets], [t for _, t in sets]
 
 
+def _pair_hashes(pairs: list[PairSet]) -> dict[str, str]:
+    return {s: p.sha256 for s, p in zip(("train", "valid", "test"), pairs)}
+
+
 def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) -> dict:
     cell = dict(spec_meta, key=r.key, k=r.k, site_index=site_index,
                 valid_iia=r.valid_iia, test_iia=r.test_iia, valid_loss=round(r.valid_loss, 6),
                 steps=r.steps, best_step=r.best_step, stop_reason=r.stop_reason,
-                pairs={s: p.sha256 for s, p in zip(("train", "valid", "test"), pairs)})
+                pairs=_pair_hashes(pairs))
     described = ALIGNMENTS[r.alignment].describe(r.state) if r.state else {}
     if described:  # what a method learned beyond its IIA (boundless: its size)
         cell["method"] = described
@@ -165,7 +169,6 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     methods to it."""
     settings = settings or Settings()
     device = resolve_device(device)
-    lender = load_result(reuse) if reuse else None  # a bad file fails before any work
     torch.manual_seed(settings.seed)
     walls: dict[str, float] = {}
     t_all = t = time.perf_counter()
@@ -174,6 +177,13 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     task = load_task(task_name or meta.task_name)
     check_task(meta, task, model_path)
     sha = model_sha256(model_path)
+    if reuse and not all(Engine(model, s, "single", settings.engine).continuous for s in model.sites):
+        raise NumbenchError("--reuse: here fits step in lockstep, so a fit's rounding depends "
+                            "on the fits beside it and a copied one would differ: evaluate "
+                            "without --reuse", path=reuse)
+    copied = reusable_cells(load_result(reuse), reuse, model_sha256=sha, task=task.name,
+                            protocol_sha256=PROTOCOL_DIGEST, device=device.type,
+                            cpu=cpu_description(), settings=settings) if reuse else {}
     say = progress or (lambda stage, details: None)
     prestart(settings.engine.workers)  # worker processes start up while this one works
 
@@ -201,31 +211,24 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     done = read_partial(partial_path, fingerprint) if partial_path else {}
     if partial_path and partial_path.exists():  # say what a resumed run reuses, if anything
         say("resume", {"reused": len(done)})
-    if reuse and not all(Engine(model, s, "single", settings.engine).continuous for s in model.sites):
-        raise NumbenchError("--reuse: here fits step in lockstep, so a fit's rounding depends "
-                            "on the fits beside it and a copied one would differ: evaluate "
-                            "without --reuse", path=reuse)
-    copied = reusable_cells(lender, reuse, model_sha256=sha, task=task.name,
-                            protocol_sha256=PROTOCOL_DIGEST, device=device.type,
-                            cpu=cpu_description(), settings=settings) if reuse else {}
     n_copied = 0
 
     def copy_or_train(todo: list[tuple], label: str) -> list[list[dict]]:
         """Each run's cells: copied from ``reuse`` where it holds the fit (same pairs),
         the rest trained together."""
         nonlocal n_copied
-        take = lambda meta, sets: (meta["key"] in copied and copied[meta["key"]]["pairs"]
-                                   == {s: p.sha256 for s, p in zip(("train", "valid", "test"), sets)})
-        fresh = [(m, site, mode, [j for j in jobs if not take(*j[:2])])
-                 for _, m, site, mode, jobs in todo]
-        trained = iter(_run_fits([r for r in fresh if r[3]], settings, progress, label)
-                       if any(r[3] for r in fresh) else [])
+        lent = [[copied[meta["key"]] if meta["key"] in copied and
+                 copied[meta["key"]]["pairs"] == _pair_hashes(sets) else None
+                 for meta, sets, _ in jobs] for *_, jobs in todo]
+        fresh = [(m, site, mode, [j for j, c in zip(jobs, cs) if c is None])
+                 for (_, m, site, mode, jobs), cs in zip(todo, lent)]
+        to_train = [r for r in fresh if r[3]]
+        trained = iter(_run_fits(to_train, settings, progress, label) if to_train else [])
         out = []
-        for (*_, jobs), (*_, to_train) in zip(todo, fresh):
-            new = iter(next(trained) if to_train else [])
-            out.append([dict(copied[meta["key"]]) if take(meta, sets) else next(new)
-                        for meta, sets, _ in jobs])
-            n_copied += len(jobs) - len(to_train)
+        for cs, (*_, jobs) in zip(lent, fresh):
+            new = iter(next(trained) if jobs else [])
+            out.append([dict(c) if c is not None else next(new) for c in cs])
+            n_copied += len(cs) - len(jobs)
         return out
 
     def stages(runs: list[tuple], label: str) -> list[list[dict]]:
