@@ -51,9 +51,18 @@ def train_spec(arch: str, task: str, seed: int, config: dict, train: dict,
 
 def evaluate_spec(model: str, seed: int = 0, *, task: str | None = None, quick: bool = False,
                   sweep: bool = False, engine: dict | None = None,
-                  arch_modules: list[str] = ()) -> dict:
-    return {"model": str(model), "task": task, "seed": seed, "quick": quick, "sweep": sweep,
+                  arch_modules: list[str] = (), alignments: tuple[str, ...] = (),
+                  alignment_modules: list[dict] = ()) -> dict:
+    """``alignments``: extra methods beside the ranked pair; ``alignment_modules``: the
+    files that register them, ``{"path", "sha256"}`` each. Both are in the spec only when
+    given, so a job without them keeps its key."""
+    spec = {"model": str(model), "task": task, "seed": seed, "quick": quick, "sweep": sweep,
             "engine": dict(sorted((engine or {}).items())), "arch_modules": list(arch_modules)}
+    if alignments:
+        spec["alignments"] = list(alignments)
+    if alignment_modules:
+        spec["alignment_modules"] = [dict(m) for m in alignment_modules]
+    return spec
 
 
 def evaluate_job(spec: dict, results_root: str | Path) -> Job:
@@ -93,6 +102,10 @@ def run_job(job: dict) -> dict:
         for module in job.get("arch_modules", []) + job["spec"].get("arch_modules", []):
             if str(Path(module).resolve()) not in plugin_paths():
                 load_arch_module(module)
+        from .alignments import load_alignment_module
+
+        for module in job["spec"].get("alignment_modules", []):  # the very code planned
+            load_alignment_module(module["path"], sha256=module["sha256"])
         from .device import resolve_device
 
         device = resolve_device(job.get("device", "auto"))  # where this job runs
@@ -127,6 +140,7 @@ def _evaluate(spec: dict, out: Path, device) -> None:
 
     # a job already has its own core: one engine worker, unless the spec says otherwise
     settings = Settings.make(seed=spec["seed"], quick=spec["quick"], sweep=spec["sweep"],
-                             engine={"workers": 1} | (spec["engine"] or {}), device=device)
+                             engine={"workers": 1} | (spec["engine"] or {}), device=device,
+                             alignments=spec.get("alignments", ()))
     write_json_atomic(out, evaluate(spec["model"], task_name=spec["task"], settings=settings,
                                     device=device))

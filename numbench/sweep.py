@@ -19,6 +19,8 @@ A sweep file (TOML, or JSON with the same keys) names what to train and what to 
     seeds = [0]
     quick = false                            # true: the --quick smoke budget (unranked)
     engine = {}                              # engine overrides (unranked)
+    alignments = []                          # extra methods beside the ranked pair
+    alignment_modules = []                   # your files that register methods
 
 Relative paths are relative to the current directory. :func:`plan` checks every key
 (:data:`SCHEMA`; an unknown one is refused, naming its table) and turns the file into
@@ -28,6 +30,7 @@ training jobs and evaluation jobs; evaluation of a trained model waits for its t
 from __future__ import annotations
 
 import glob
+import hashlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -106,7 +109,10 @@ SCHEMA = {
               "config": _TABLE, "arch_modules": _FILES},
     "evaluate": {"models": (_one_or_list(_is_str, empty_ok=True), "a glob or a list of globs"),
                  "seeds": _SEEDS, "task": (lambda v: v is None or _is_str(v), "a task name"),
-                 "quick": _BOOL, "sweep": _BOOL, "engine": _TABLE, "arch_modules": _FILES},
+                 "quick": _BOOL, "sweep": _BOOL, "engine": _TABLE, "arch_modules": _FILES,
+                 "alignments": (_one_or_list(_is_str, empty_ok=True),
+                                "a method name or a list of them"),
+                 "alignment_modules": _FILES},
 }
 REQUIRED = {"": (), "train": ("archs", "tasks"), "evaluate": ()}
 
@@ -143,6 +149,27 @@ def _check_train_job(arch: str, task: str, config: dict, path) -> None:
         check_model_size(arch, config, vocabulary)
     except NumbenchError as e:
         raise NumbenchError(str(e), path=path, field="train.config") from None
+
+
+def _extra_methods(ev: dict, path) -> tuple[tuple[str, ...], list[dict]]:
+    """The [evaluate] table's extra methods (checked: every file loads here, every name is
+    registered) and its method files as ``{"path", "sha256"}``: a job's key names the code
+    it scores with, so editing a method's file makes new jobs instead of reusing results."""
+    from .alignments import load_alignment_module
+    from .settings import extra_alignments
+
+    files = []
+    for module in ev.get("alignment_modules", []):
+        try:
+            load_alignment_module(module)
+        except NumbenchError as e:
+            raise NumbenchError(str(e), path=path, field="evaluate.alignment_modules") from None
+        sha = hashlib.sha256(Path(module).read_bytes()).hexdigest()
+        files.append({"path": module, "sha256": sha})
+    try:
+        return extra_alignments(_as_list(ev.get("alignments", []))), files
+    except NumbenchError as e:
+        raise NumbenchError(str(e), path=path, field="evaluate.alignments") from None
 
 
 def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
@@ -190,6 +217,7 @@ def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
                 load_task(ev["task"])
             except NumbenchError as e:
                 raise NumbenchError(str(e), path=path, field="evaluate.task") from None
+        methods, method_files = _extra_methods(ev, path)
         models = []
         for pattern in _as_list(ev.get("models", [])):
             found = sorted(glob.glob(pattern))
@@ -205,7 +233,8 @@ def plan(doc: dict, path: str | Path = "<sweep>") -> Plan:
             for seed in _as_list(ev.get("seeds", 0)):
                 spec = evaluate_spec(model, seed, task=ev.get("task"),
                                      quick=ev.get("quick", False), sweep=ev.get("sweep", False),
-                                     engine=ev.get("engine"), arch_modules=modules)
+                                     engine=ev.get("engine"), arch_modules=modules,
+                                     alignments=methods, alignment_modules=method_files)
                 eval_jobs.append(evaluate_job(spec, results))
     if not train_jobs and not eval_jobs:
         raise NumbenchError("a sweep needs a [train] or an [evaluate] section", path=path)

@@ -23,30 +23,9 @@ from numbench.protocol import RANKED_ALIGNMENTS
 from numbench.results import load_result
 from numbench.scores import summarize
 
-from evaluate_helpers import TINY_ENGINE
+from evaluate_helpers import MINE, TINY_ENGINE
 from models_helpers import tiny
 
-MINE = '''"""A user's method: an orthogonal subspace, Q_k = qr(W), W free."""
-import torch
-from torch import nn
-
-from numbench.alignments import Alignment, register_alignment
-from numbench.alignments.base import haar_basis, orthonormal_columns
-
-
-@register_alignment
-class Mine(Alignment):
-    name = "mine"
-    trainable = True
-
-    def __init__(self, d, k, count=1, seed=0):
-        super().__init__(d, k, count)
-        self.w = nn.Parameter(haar_basis(seed, count, d, k))  # (A, d, k)
-
-    def factors(self):
-        q = orthonormal_columns(self.w)
-        return q, q.mT
-'''
 # the tiny result's engine budget (tests/evaluate_helpers.py), spelled for the command line
 TINY = [f"--engine={k}={getattr(TINY_ENGINE, k)}" for k in
         ("max_steps", "eval_every", "fits_per_forward", "eval_chunk", "patience", "fail_after")]

@@ -4,6 +4,7 @@ real run. These run whole jobs, so they are integration tests: in this process
 (``in_process_jobs``), through a real process pool, Dask and submitit. The default tier
 checks the plans and the sweep file's errors."""
 
+import hashlib
 import json
 import os
 
@@ -11,9 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from numbench.cli import main
-from numbench.jobs import Job
+from numbench.jobs import Job, run_job
 from numbench.submissions import collect
 from numbench.sweep import plan
+
+from evaluate_helpers import MINE
 
 TINY_TRAIN = {"max_steps": 30, "eval_every": 10_000, "valid_size": 10, "pool_size": 500, "lr": 3e-3}
 TINY_ENGINE = {"max_steps": 6, "eval_every": 3, "fits_per_forward": 16, "eval_chunk": 1000}
@@ -47,6 +50,64 @@ def test_plan_keys_jobs_by_their_spec(tmp_path):
     other = Job("evaluate", dict(p.evaluate[0].spec, seed=5))
     assert other.key != p.evaluate[0].key
     assert p.evaluate[0].key[:8] in p.evaluate[0].output
+
+
+def test_a_sweep_names_extra_methods_and_the_very_code_that_defines_them(tmp_path, registry_kept):
+    mine = tmp_path / "mine.py"
+    mine.write_text(MINE)
+    doc = sweep_doc(tmp_path)
+    doc["evaluate"] |= {"alignments": ["mine", "pca"], "alignment_modules": [str(mine)]}
+    p = plan(doc)
+    sha = hashlib.sha256(MINE.encode()).hexdigest()
+    for job in p.evaluate:
+        assert job.spec["alignments"] == ["mine", "pca"]
+        assert job.spec["alignment_modules"] == [{"path": str(mine), "sha256": sha}]
+    plain = plan(sweep_doc(tmp_path))
+    assert "alignments" not in plain.evaluate[0].spec  # a sweep without methods keeps its keys
+    assert "alignment_modules" not in plain.evaluate[0].spec
+    assert plain.evaluate[0].key != p.evaluate[0].key
+    mine.write_text(MINE + "# edited\n")  # edited code: new jobs, not the old results
+    assert plan(doc).evaluate[0].key != p.evaluate[0].key
+    # a job whose file changed after planning fails, naming it, before anything runs
+    outcome = run_job(p.evaluate[0].to_json())
+    assert not outcome["ok"] and "changed since it was loaded" in outcome["error"]
+    assert "mine.py" in outcome["error"]
+
+
+@pytest.mark.parametrize("evaluate, words", [
+    ({"alignments": ["nope"]}, "nope"),
+    ({"alignments": ["orthogonal"]}, "fitted by the protocol already"),
+    ({"alignments": 3}, "a method name or a list of them"),
+    ({"alignment_modules": ["missing.py"]}, "no such alignment module"),
+])
+def test_bad_methods_in_a_sweep_file_are_refused_in_one_line(tmp_path, registry_kept, evaluate,
+                                                              words):
+    doc = sweep_doc(tmp_path)
+    doc["evaluate"] |= evaluate
+    res = CliRunner().invoke(main, ["sweep", write(tmp_path, doc), "--dry-run"])
+    assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output
+    assert "evaluate.alignment" in res.output  # names the key
+
+
+@pytest.mark.integration  # whole evaluation jobs
+def test_a_sweep_trains_and_scores_extra_methods(tmp_path, tiny_model_file, in_process_jobs,
+                                                 registry_kept):
+    mine = tmp_path / "mine.py"
+    mine.write_text(MINE)
+    doc = {"name": "methods", "results": str(tmp_path / "submissions" / "methods"),
+           "evaluate": {"models": [str(tiny_model_file)], "quick": True, "engine": TINY_ENGINE,
+                        "alignments": ["mine", "pca"], "alignment_modules": [str(mine)]}}
+    res = CliRunner().invoke(main, ["sweep", write(tmp_path, doc), "--json"])
+    assert res.exit_code == 0, res.output
+    result, = (tmp_path / "submissions" / "methods").rglob("result.json")
+    doc = json.loads(result.read_text())
+    recorded = {a["name"]: a for a in doc["settings"]["alignments"]}
+    assert list(recorded) == ["mine", "pca"]
+    assert recorded["mine"]["sha256"] == hashlib.sha256(MINE.encode()).hexdigest()
+    for method in ("mine", "pca"):  # trained and scored, with their controls
+        cells = [c for c in doc["cells"] if c["alignment"] == method]
+        assert {c["control"] for c in cells} == {None, "permuted", "random_init"}
+        assert set(doc["summary"]["methods"][method]) == {"up_down", "up_up"}
 
 
 @pytest.mark.integration  # whole training and evaluation jobs
