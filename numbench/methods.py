@@ -33,7 +33,8 @@ The control gap is the rule because IIA alone rewards an expressive map that swa
 anything (Sutter et al. 2025: a nonlinear map reaches ~100 % IIA on a random network);
 only what a method finds in the trained model and not in the controls is evidence. Means
 are over the results each method covers: compare methods on the same models (read
-*models*, or filter with ``--task`` / ``--arch``).
+*models*, filter with ``--task`` / ``--arch``, or keep only the results that hold every
+method with ``--shared``).
 """
 
 from __future__ import annotations
@@ -146,12 +147,19 @@ def result_entries(doc: dict) -> dict[str, list[dict]]:
 
 
 def select(subs: list[Submission], *, task: str | None = None, arch: str | None = None,
-           quick: bool = False) -> list[Submission]:
+           quick: bool = False, shared: bool = False) -> list[Submission]:
     """The results the board counts: current protocol, ranked (``quick``: the unranked
-    ``--quick`` runs instead), of ``task`` and ``arch`` where given."""
-    return [s for s in subs if s.current_protocol and s.ranked != quick
-            and (task is None or s.doc["task"]["name"] == task)
-            and (arch is None or s.doc["model"]["arch"] == arch)]
+    ``--quick`` runs instead), of ``task`` and ``arch`` where given. ``shared``: of those,
+    only the results that hold every method any of them holds, so that every method's
+    means cover the same models (like with like)."""
+    chosen = [s for s in subs if s.current_protocol and s.ranked != quick
+              and (task is None or s.doc["task"]["name"] == task)
+              and (arch is None or s.doc["model"]["arch"] == arch)]
+    if not shared:
+        return chosen
+    held = [set(methods_of(s.doc)) for s in chosen]
+    every = set().union(*held)
+    return [s for s, h in zip(chosen, held) if h == every]
 
 
 def _mean(values: list) -> float | None:

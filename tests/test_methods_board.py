@@ -195,6 +195,28 @@ def test_filters_task_arch_and_quick(zoo):
                       plain_rows([s.doc for s in subs if s.name == "extra"]))
 
 
+def test_shared_keeps_the_results_that_hold_every_method(zoo):
+    subs, _ = collect(zoo)
+    names = lambda **kw: sorted(s.name for s in select(subs, shared=True, **kw))
+    # plain and hand hold the ranked pair only, extra adds ODD, swept adds sd_linear
+    assert names() == []
+    assert names(arch="gru", task="multi_object") == ["swept"]
+    assert names(arch="lstm") == ["extra"]
+    assert names(task="single_object") == ["hand"]
+    rows = method_rows(select(subs, shared=True, arch="gru", task="multi_object"))
+    assert {r["method"]: r["models"] for r in rows} == {"orthogonal": 1, "linear": 1,
+                                                       "sd_linear": 1}
+    assert_rows_match(rows, plain_rows([s.doc for s in subs if s.name == "swept"]))
+    run = lambda *a: CliRunner().invoke(main, ["methods", "--submissions", str(zoo), *a])
+    res = run("--shared", "--arch", "lstm", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert {r["method"]: r["models"] for r in json.loads(res.stdout)} == {
+        "orthogonal": 1, "linear": 1, ODD: 1}
+    res = run("--shared")
+    assert res.exit_code == 2 and "no result holds every method" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
 def test_cli_filters_and_bad_filters(zoo):
     run = lambda *a: CliRunner().invoke(main, ["methods", "--submissions", str(zoo), *a])
     res = run("--arch", "lstm", "--format", "json")

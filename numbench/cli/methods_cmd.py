@@ -19,9 +19,12 @@ from .output import stderr, stdout
 @click.option("--quick", is_flag=True,
               help="Score the unranked --quick runs instead of the ranked ones (never both: "
                    "a model would count twice, at two budgets).")
+@click.option("--shared", is_flag=True,
+              help="Only the results that hold every method the others hold, so every row "
+                   "covers the same models.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "md", "csv", "json"]), help="Output format.")
-def command(root, task, arch, quick, fmt) -> None:
+def command(root, task, arch, quick, shared, fmt) -> None:
     """Rank alignment methods across every result under submissions/: test IIA,
     selectivity, controls and control gap.
 
@@ -33,7 +36,10 @@ def command(root, task, arch, quick, fmt) -> None:
     the same site and k, and the control gap (IIA less the larger of random-init and
     permuted). Ranked by mean control gap, ties by mean selectivity, then mean test IIA.
 
-    Example: numbench methods --task multi_object --format md
+    Each method's means cover the results that hold it; --shared keeps only the results
+    that hold every method, so the rows compare like with like.
+
+    Example: numbench methods --task multi_object --shared --format md
     """
     import pandas as pd
 
@@ -50,6 +56,11 @@ def command(root, task, arch, quick, fmt) -> None:
     if not chosen:
         runs = "--quick" if quick else "ranked"
         raise NumbenchError(f"no {runs} result of protocol {PROTOCOL_VERSION} matches the filters")
+    if shared:
+        chosen = select(subs, task=task, arch=arch, quick=quick, shared=True)
+        if not chosen:
+            raise NumbenchError("--shared: no result holds every method the others hold "
+                                "(narrow them with --task or --arch)")
     rows = method_rows(chosen)
     if not rows:
         raise NumbenchError("no method has a ranked-k cell in the results that match")
