@@ -68,8 +68,8 @@ RULE = (
     "site and k; and the *control gap*, IIA less the larger of random-init and permuted. "
     "**Ranking rule:** mean control gap, highest first; ties by mean selectivity, then mean "
     "test IIA. A method's "
-    "means cover only its *models*: compare like with like (`numbench methods --task`, "
-    "`--arch`)."
+    "means cover only its *models*: compare like with like (`numbench methods --shared`, "
+    "which keeps the results holding every method, or `--task`, `--arch`)."
 )
 
 
