@@ -203,7 +203,7 @@ max_steps = 3
 qiuck = true
 engine = {{ max_steps = 2, eval_every = 2, fits_per_forward = 16, eval_chunk = 1000 }}
 """, ".toml")
-    assert "unknown key(s) 'qiuck' in [evaluate] (known: arch_modules, engine," in line
+    assert "unknown key(s) 'qiuck' in [evaluate] (known: alignment_modules, alignments, arch_modules, engine," in line
 
 
 @pytest.mark.parametrize("change, says", [
