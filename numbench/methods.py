@@ -147,19 +147,20 @@ def result_entries(doc: dict) -> dict[str, list[dict]]:
 
 
 def select(subs: list[Submission], *, task: str | None = None, arch: str | None = None,
-           quick: bool = False, shared: bool = False) -> list[Submission]:
+           quick: bool = False) -> list[Submission]:
     """The results the board counts: current protocol, ranked (``quick``: the unranked
-    ``--quick`` runs instead), of ``task`` and ``arch`` where given. ``shared``: of those,
-    only the results that hold every method any of them holds, so that every method's
-    means cover the same models (like with like)."""
-    chosen = [s for s in subs if s.current_protocol and s.ranked != quick
-              and (task is None or s.doc["task"]["name"] == task)
-              and (arch is None or s.doc["model"]["arch"] == arch)]
-    if not shared:
-        return chosen
-    held = [set(methods_of(s.doc)) for s in chosen]
+    ``--quick`` runs instead), of ``task`` and ``arch`` where given."""
+    return [s for s in subs if s.current_protocol and s.ranked != quick
+            and (task is None or s.doc["task"]["name"] == task)
+            and (arch is None or s.doc["model"]["arch"] == arch)]
+
+
+def holding_every_method(subs: list[Submission]) -> list[Submission]:
+    """Of ``subs``, the results that hold every method any of them holds, so that every
+    method's means cover the same models (like with like: ``methods --shared``)."""
+    held = [set(methods_of(s.doc)) for s in subs]
     every = set().union(*held)
-    return [s for s, h in zip(chosen, held) if h == every]
+    return [s for s, h in zip(subs, held) if h == every]
 
 
 def _mean(values: list) -> float | None:

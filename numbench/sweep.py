@@ -30,7 +30,6 @@ training jobs and evaluation jobs; evaluation of a trained model waits for its t
 from __future__ import annotations
 
 import glob
-import hashlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -155,7 +154,7 @@ def _extra_methods(ev: dict, path) -> tuple[tuple[str, ...], list[dict]]:
     """The [evaluate] table's extra methods (checked: every file loads here, every name is
     registered) and its method files as ``{"path", "sha256"}``: a job's key names the code
     it scores with, so editing a method's file makes new jobs instead of reusing results."""
-    from .alignments import load_alignment_module
+    from .alignments import alignment_paths, load_alignment_module
     from .settings import extra_alignments
 
     files = []
@@ -164,7 +163,7 @@ def _extra_methods(ev: dict, path) -> tuple[tuple[str, ...], list[dict]]:
             load_alignment_module(module)
         except NumbenchError as e:
             raise NumbenchError(str(e), path=path, field="evaluate.alignment_modules") from None
-        sha = hashlib.sha256(Path(module).read_bytes()).hexdigest()
+        sha = dict(alignment_paths())[str(Path(module).resolve())]  # of the bytes that ran
         files.append({"path": module, "sha256": sha})
     try:
         return extra_alignments(_as_list(ev.get("alignments", []))), files

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from numbench.cli import main
 from numbench.leaderboard import render_html, render_markdown
-from numbench.methods import FIELDS, board_rows, display_rows, method_rows, rank, select
+from numbench.methods import (FIELDS, board_rows, display_rows, holding_every_method,
+                              method_rows, rank, select)
 from numbench.results import seal, write_json_atomic
 from numbench.scores import result_summary
 from numbench.submissions import collect
@@ -197,13 +198,13 @@ def test_filters_task_arch_and_quick(zoo):
 
 def test_shared_keeps_the_results_that_hold_every_method(zoo):
     subs, _ = collect(zoo)
-    names = lambda **kw: sorted(s.name for s in select(subs, shared=True, **kw))
+    names = lambda **kw: sorted(s.name for s in holding_every_method(select(subs, **kw)))
     # plain and hand hold the ranked pair only, extra adds ODD, swept adds sd_linear
     assert names() == []
     assert names(arch="gru", task="multi_object") == ["swept"]
     assert names(arch="lstm") == ["extra"]
     assert names(task="single_object") == ["hand"]
-    rows = method_rows(select(subs, shared=True, arch="gru", task="multi_object"))
+    rows = method_rows(holding_every_method(select(subs, arch="gru", task="multi_object")))
     assert {r["method"]: r["models"] for r in rows} == {"orthogonal": 1, "linear": 1,
                                                        "sd_linear": 1}
     assert_rows_match(rows, plain_rows([s.doc for s in subs if s.name == "swept"]))

@@ -44,7 +44,7 @@ def command(root, task, arch, quick, shared, fmt) -> None:
     import pandas as pd
 
     from ..leaderboard import markdown_text
-    from ..methods import FIELDS, display_rows, method_rows, select
+    from ..methods import FIELDS, display_rows, holding_every_method, method_rows, select
     from ..submissions import collect
 
     subs, problems = collect(root)
@@ -57,7 +57,7 @@ def command(root, task, arch, quick, shared, fmt) -> None:
         runs = "--quick" if quick else "ranked"
         raise NumbenchError(f"no {runs} result of protocol {PROTOCOL_VERSION} matches the filters")
     if shared:
-        chosen = select(subs, task=task, arch=arch, quick=quick, shared=True)
+        chosen = holding_every_method(chosen)
         if not chosen:
             raise NumbenchError("--shared: no result holds every method the others hold "
                                 "(narrow them with --task or --arch)")
