@@ -27,12 +27,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from numbench.protocol import PROTOCOL1_BUDGET  # noqa: E402
+from numbench.protocol import BUDGET, PROTOCOL1_BUDGET  # noqa: E402
 REFERENCE = Path(__file__).with_name("protocol1_reference.json")
 PANEL = ("gru_multi_object_s0", "lstm_multi_object_s0", "rnn_multi_object_s0",
          "gru_same_object_s0", "transformer_multi_object_s0")
 
-# engine settings of each candidate, over protocol 1's (lr 1e-3, eval_every 100,
+FIT_CONTROLS = {"permuted_sites": "best", "steps": "fit"}
+
+# engine settings of each candidate (and its control rules, ``controls``), over protocol 1's (lr 1e-3, eval_every 100,
 # patience 10, fail_after 1500, max_steps 20,000, no learning-rate decay). "p2" is the
 # chosen one (numbench/protocol.py BUDGET), "p1" protocol 1's own budget.
 CANDIDATES: dict[str, dict] = {
@@ -49,6 +51,12 @@ CANDIDATES: dict[str, dict] = {
                         "max_steps": 4000, "lr_decays": 1, "lr_decay": 0.1},
     "lr1e-2_decay_p4": {"lr": 1e-2, "eval_every": 50, "patience": 4, "fail_after": 300,
                         "max_steps": 3000, "lr_decays": 1, "lr_decay": 0.1},
+    # protocol 2's budget, its controls trained by other rules (numbench/protocol.py
+    # CONTROL_RULES): the permuted control at the best site only, and no control trained
+    # longer than its fit; then the steps that saves spent on the fits' patience
+    "p2_fit_controls": BUDGET | {"controls": FIT_CONTROLS},
+    "p2_fit_controls_p6": BUDGET | {"patience": 6, "max_steps": 4000, "controls": FIT_CONTROLS},
+    "p2_fit_controls_p8": BUDGET | {"patience": 8, "max_steps": 5000, "controls": FIT_CONTROLS},
 }
 
 
@@ -103,8 +111,8 @@ def run(candidate: str, model: str, out: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = CANDIDATES[candidate] if candidate in CANDIDATES else {}
-    settings = Settings.make(engine=engine)
+    engine = dict(CANDIDATES.get(candidate, {}))
+    settings = Settings.make(engine=engine, controls=engine.pop("controls", None))
     t = time.perf_counter()
     partial = path.with_name(path.name + ".partial")
     doc = evaluate(ROOT / "baselines" / f"{model}.pt", settings=settings, partial_path=partial)

@@ -29,6 +29,7 @@ from .pairs import PairSet, make_pairs
 from .programs import get_program
 from .protocol import (
     BASELINE_ALIGNMENTS,
+    CONTROL_RULES,
     PROGRAMS,
     PROTOCOL_DIGEST,
     PROTOCOL_VERSION,
@@ -123,7 +124,8 @@ def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
         engines.append(Engine(model, site, mode, settings.engine))
         specs.append([FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
                               seed=_fit_seed(settings.seed, meta["key"]),
-                              priority=_claim_priority(meta)) for meta, _, tensors in jobs])
+                              priority=_claim_priority(meta), max_steps=meta.get("max_steps"))
+                      for meta, _, tensors in jobs])
     on_step, n = None, sum(len(s) for s in specs)
     if progress:
         on_step = lambda step, active, best: progress(stage, {"step": step, "active": active,
@@ -151,11 +153,14 @@ def no_interchange_iia(model, pairs: _Pairs, programs: dict) -> dict:
     return out
 
 
-def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", control=None):
+def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", control=None,
+         max_steps: int | None = None):
     key = f"{program}/{variable}/{alignment}/k{k}/{site}/{mode}" + (f"/{control}" if control else "")
     sets, tensors = pairs.triplet(program, variable, mode, permuted=control == "permuted")
     meta = {"key": key, "program": program, "variable": variable, "alignment": alignment,
             "k": k, "site": site, "mode": mode, "control": control}
+    if max_steps is not None:  # the cell records its steps; the cap is its fit's (CONTROL_RULES)
+        return dict(meta, max_steps=max_steps), sets, tensors
     return meta, sets, tensors
 
 
@@ -244,41 +249,65 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
     stage = lambda key, model_, site, mode, jobs, label: stages([(key, model_, site, mode, jobs)], label)[0]
 
     methods = (*RANKED_ALIGNMENTS, *settings.alignments)  # the extras get the same treatment
+    # protocol 2's rules train the permuted controls beside the fits; other rules
+    # (CONTROL_RULES: a budget-study candidate) train them after, with the random-init ones
+    permuted_beside = settings.controls == CONTROL_RULES
+    capped = settings.controls["steps"] == "fit"
 
     def main_jobs(site: str, d: int) -> list:
-        """Ranked alignments (and extra methods) at ranked k, their permuted controls, full
-        & random."""
+        """Ranked alignments (and extra methods) at ranked k, their permuted controls (under
+        protocol 2's control rules), full & random."""
         k, jobs = ranked_k(d), []
         for program, variables in programs.items():
             for var in variables:
                 for align in methods:
                     jobs.append(_job(pairs, program, var, align, k, site))
-                    jobs.append(_job(pairs, program, var, align, k, site, control="permuted"))
+                    if permuted_beside:
+                        jobs.append(_job(pairs, program, var, align, k, site, control="permuted"))
                 for align in BASELINE_ALIGNMENTS:
                     jobs.append(_job(pairs, program, var, align, d if align == "full" else k, site))
         return jobs
 
-    def control_jobs(best: Callable[[str, str, str], dict]) -> dict[str, list]:
-        """The random-init control of every ranked (and extra method's) cell, at its best
-        site."""
-        by_site: dict[str, list] = {}
+    def control_jobs(fits: list[dict] | None) -> dict[str, dict[str, list]]:
+        """{site: {control: jobs}}: the random-init control of every ranked (and extra
+        method's) cell at its best site; unless trained beside the fits, the permuted control
+        there too, or at every site. ``fits``: the fits' cells (None: one site, and the
+        controls train beside the fits). Under the rule "steps": "fit" a control stops at
+        its fit's steps, or ``fail_after`` if that is more."""
+        by_site: dict[str, dict[str, list]] = {}
+
+        def add(cell: dict, control: str) -> None:
+            cap = max(cell["steps"], settings.engine.fail_after) if capped else None
+            by_site.setdefault(cell["site"], {}).setdefault(control, []).append(_job(
+                pairs, cell["program"], cell["variable"], cell["alignment"], cell["k"],
+                cell["site"], control=control, max_steps=cap))
+
         for program, variables in programs.items():
             for var in variables:
                 for align in methods:
-                    b = best(program, var, align)
-                    by_site.setdefault(b["site"], []).append(
-                        _job(pairs, program, var, align, b["k"], b["site"], control="random_init"))
+                    if fits is None:
+                        add({"program": program, "variable": var, "alignment": align,
+                             "site": site, "k": ranked_k(d)}, "random_init")
+                        continue
+                    best = best_site(fits, program, var, align)
+                    add(best, "random_init")
+                    if permuted_beside:
+                        continue
+                    for c in (fits if settings.controls["permuted_sites"] == "every" else [best]):
+                        if (c["program"], c["variable"], c["alignment"], c["control"],
+                                c["mode"], c["ranked_k"]) == (program, var, align, None, "single", True):
+                            add(c, "permuted")
         return by_site
 
     torch.manual_seed(RANDOM_INIT_SEED + settings.seed)  # the random-init control model
     control_model = build_model(meta.arch, meta.config, task.vocabulary).eval().to(device)
     cells: list[dict] = []
     (site, d), *others = model.sites.items()
-    if not others and Engine(model, site, "single", settings.engine).continuous:
+    if not others and permuted_beside and Engine(model, site, "single", settings.engine).continuous:
         # 1+2. one site, so every control's best site is known before any fit: on the
         # continuous schedule the main fits and the random-init controls train together
         # (no stage waits for another's last fit)
-        controls = control_jobs(lambda *_: {"site": site, "k": ranked_k(d)})[site]
+        controls = control_jobs(None)[site]["random_init"]
         main, new = stages([(f"main/{site}", model, site, "single", main_jobs(site, d)),
                             (f"random_init/{site}", control_model, site, "single", controls)],
                            f"fits and random-init controls at {site}")
@@ -291,12 +320,16 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         for c in cells:
             c["ranked_k"] = c["k"] == ranked_k(model.sites[c["site"]])
         walls["fits"], t = time.perf_counter() - t, time.perf_counter()
-        # 2. the random-init control, at each cell's best site
+        # 2. the random-init control, at each cell's best site (and, under other control
+        # rules, the permuted control: at the best site or every site)
         new = []
-        for site, jobs in control_jobs(lambda *key: best_site(cells, *key)).items():
-            new += stage(f"random_init/{site}", control_model, site, "single", jobs,
-                         f"random-init control at {site}")
-    cells += [dict(c, ranked_k=True) for c in new]
+        for site, jobs in control_jobs(cells).items():
+            runs = [(f"{control}/{site}", control_model if control == "random_init" else model,
+                     site, "single", jobs[control]) for control in ("permuted", "random_init")
+                    if control in jobs]
+            label = f"{'random-init control' if permuted_beside else 'controls'} at {site}"
+            new += [c for got in stages(runs, label) for c in got]
+    cells += [{k: v for k, v in dict(c, ranked_k=True).items() if k != "max_steps"} for c in new]
     walls["controls"], t = time.perf_counter() - t, time.perf_counter()
 
     # 3. --sweep: k-sweep and sd_linear at the best site, prefix mode at every site

@@ -39,6 +39,19 @@ PROTOCOL1_BUDGET = BUDGET | {"lr": 1e-3, "max_steps": 20_000, "eval_every": 100,
 QUICK_BUDGET = BUDGET | {"max_steps": 250, "patience": 2, "fail_after": 150}
 
 
+# How the controls train (PROTOCOL §6). Protocol 2: a permuted-variable control at every
+# site, beside the fits, on the budget's own stopping rules; the random-init control at the
+# cell's best site, after the sites are ranked. The budget study
+# (benchmarks/protocol_budget.py) also tries "permuted_sites": "best" (the permuted control
+# trained like the random-init one, at the best site only: selectivity reads no other) and
+# "steps": "fit" (a control stops at its fit's steps, or ``fail_after`` if that is more: it
+# gets the training its fit got, not more). A result evaluated under other rules records
+# them (``settings.controls``) and is unranked; a protocol version that adopts them puts
+# them in ``PROTOCOL``.
+CONTROL_RULES = {"permuted_sites": "every", "steps": "own"}
+CONTROL_CHOICES = {"permuted_sites": ("every", "best"), "steps": ("own", "fit")}
+
+
 def engine_config(quick: bool = False, **settings):
     """The engine's settings under this protocol's budget (``quick``: the ``--quick``
     one), speed settings by default unless given; ``settings`` may override anything."""

@@ -12,7 +12,8 @@ import torch
 from .alignments import alignment_record, resolve_alignment
 from .engine import EngineConfig, speed_defaults
 from .errors import NumbenchError
-from .protocol import BASELINE_ALIGNMENTS, BUDGET, RANKED_ALIGNMENTS, engine_config
+from .protocol import (BASELINE_ALIGNMENTS, BUDGET, CONTROL_CHOICES, CONTROL_RULES,
+                       RANKED_ALIGNMENTS, engine_config)
 
 
 # engine settings that numbench 0.2.0 recorded and that now have one value, the way the
@@ -36,6 +37,20 @@ def extra_alignments(names) -> tuple[str, ...]:
     return tuple(out)
 
 
+def control_rules(rules: dict | None, what: str = "controls") -> dict:
+    """The protocol's control rules (``CONTROL_RULES``) with ``rules`` over them, each
+    checked against ``CONTROL_CHOICES``."""
+    out = dict(CONTROL_RULES)
+    for key, value in (rules or {}).items():
+        if key not in CONTROL_CHOICES:
+            raise NumbenchError(f"{what}: unknown rule '{key}' (rules: {', '.join(CONTROL_CHOICES)})")
+        if value not in CONTROL_CHOICES[key]:
+            raise NumbenchError(f"{what}.{key}: '{value}' is not one of "
+                                f"{', '.join(CONTROL_CHOICES[key])}")
+        out[key] = value
+    return out
+
+
 @dataclass
 class Settings:
     seed: int = 0
@@ -45,15 +60,18 @@ class Settings:
     # methods scored beside the ranked pair with its treatment (every variable, best site,
     # ranked k, controls); never in the symbol score
     alignments: tuple[str, ...] = ()
+    # how the controls train (``protocol.CONTROL_RULES``; others only in the budget study)
+    controls: dict = field(default_factory=lambda: dict(CONTROL_RULES))
 
     @classmethod
     def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False,
              engine: dict | None = None, device: str | torch.device = "cpu",
-             alignments=()) -> "Settings":
+             alignments=(), controls: dict | None = None) -> "Settings":
         """Protocol settings, or a ``quick`` smoke budget, with the speed settings that suit
         ``device``; ``engine`` overrides any engine setting (a result whose protocol settings
         differ from the protocol's is unranked); ``alignments``: extra methods to score
-        beside the ranked pair (:func:`extra_alignments`)."""
+        beside the ranked pair (:func:`extra_alignments`); ``controls``: control rules
+        other than the protocol's (:func:`control_rules`; unranked)."""
         extra = extra_alignments(alignments)
         base = asdict(engine_config(quick, **speed_defaults(device)))
         unknown = set(engine or {}) - set(base)
@@ -66,7 +84,8 @@ class Settings:
         if torch.device(device).type != "cpu" and config.workers > 1:
             raise NumbenchError(f"workers={config.workers}: on {device} the fits train in one "
                                 "process (worker processes are for CPUs)")
-        return cls(seed=seed, quick=quick, sweep=sweep, engine=config, alignments=extra)
+        return cls(seed=seed, quick=quick, sweep=sweep, engine=config, alignments=extra,
+                   controls=control_rules(controls))
 
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
@@ -88,7 +107,7 @@ class Settings:
             raise NumbenchError(f"settings.engine: {e}") from None
         extra = tuple(a["name"] for a in d.get("alignments", []))
         return cls(seed=d["seed"], quick=d["quick"], sweep=d["sweep"], engine=config,
-                   alignments=extra)
+                   alignments=extra, controls=control_rules(d.get("controls"), "settings.controls"))
 
     @property
     def ranked(self) -> bool:
@@ -98,7 +117,8 @@ class Settings:
         would alone, from a seed of its own key; in lockstep the fits beside it may change
         its float rounding)."""
         mine = asdict(self.engine)
-        return not self.quick and all(mine[k] == v for k, v in BUDGET.items())
+        return (not self.quick and all(mine[k] == v for k, v in BUDGET.items())
+                and self.controls == CONTROL_RULES)
 
     def fingerprint(self) -> dict:
         """What a resumed run must share with the interrupted one: everything but the
@@ -109,9 +129,12 @@ class Settings:
     def to_json(self) -> dict:
         """As a result records them; ``alignments`` (each extra method's name and, for a
         user's file, its sha256: :func:`~numbench.alignments.alignment_record`) only when
-        there are any, so a result without them reads as before."""
+        there are any, so a result without them reads as before; ``controls`` only where
+        they are not the protocol's."""
         eng = asdict(self.engine)
         out = {"seed": self.seed, "quick": self.quick, "sweep": self.sweep, "engine": eng}
+        if self.controls != CONTROL_RULES:
+            out["controls"] = dict(self.controls)
         if self.alignments:
             out["alignments"] = [alignment_record(name) for name in self.alignments]
         return out

@@ -11,7 +11,7 @@ from numbench.cli import main
 from numbench.errors import NumbenchError
 from numbench.evaluate import Settings, evaluate
 from numbench.results import validate_result
-from numbench.protocol import BUDGET, PROTOCOL_VERSION, engine_config
+from numbench.protocol import BUDGET, PROTOCOL_VERSION, RANKED_ALIGNMENTS, engine_config
 
 from evaluate_helpers import TINY_ENGINE, tiny_settings
 
@@ -259,3 +259,86 @@ def test_cli_engine_overrides_are_typed_recorded_and_never_replace_a_protocol_ru
     assert not doc["ranked"]
     written = tmp_path / "submissions" / f"{model_file.stem}_engine" / "result.json"
     assert json.loads(written.read_text()) == doc
+
+
+CANDIDATE_CONTROLS = {"permuted_sites": "best", "steps": "fit"}
+
+
+@pytest.fixture(scope="module")
+def counter_file(tmp_path_factory, multi):
+    """The hand-wired counter (tests/known_answer.py): its fits stop early on the stopping
+    IIA where their permuted controls of the phase run on."""
+    import torch
+
+    import known_answer
+    from numbench.models import build_model
+    from numbench.models.files import save_model
+
+    torch.manual_seed(0)
+    model = known_answer.hand_wire(build_model("counter", {"encoding": "orthogonal"},
+                                               multi.vocabulary).eval())
+    path = tmp_path_factory.mktemp("models") / "counter.pt"
+    save_model(model, path, task=multi, seed=0, training={})
+    return path
+
+
+def test_other_control_rules_train_each_control_no_longer_than_its_fit(counter_file):
+    """Under a budget-study candidate's control rules a control stops at its fit's steps
+    (or ``fail_after``): every cell equals the protocol-2 run's where that run's control
+    stopped by then, and is cut at the cap where it ran on. The fits do not change (on the
+    continuous schedule each trains as it would alone), the rules are recorded, and the
+    result is unranked."""
+    from numbench.settings import Settings as S
+
+    engine = engine_config(max_steps=60, eval_every=10, fail_after=10, fits_per_forward=16,
+                           eval_chunk=1000)
+    plain = {c["key"]: c for c in evaluate(counter_file, settings=Settings(engine=engine))["cells"]}
+    doc = evaluate(counter_file, settings=Settings(engine=engine, controls=CANDIDATE_CONTROLS))
+    validate_result(doc)
+    assert not doc["ranked"] and doc["settings"]["controls"] == CANDIDATE_CONTROLS
+    assert S.from_json(doc["settings"]).controls == CANDIDATE_CONTROLS
+    cells = {c["key"]: c for c in doc["cells"]}
+    assert cells.keys() == plain.keys()  # one site: the best site is every site
+    cut = 0
+    for key, c in cells.items():
+        if c["control"] is None:
+            assert c == plain[key]
+            continue
+        fit = cells[key.rsplit("/", 1)[0]]
+        cap = max(fit["steps"], engine.fail_after)
+        if plain[key]["steps"] <= cap:
+            assert c == plain[key]
+        else:
+            cut += 1
+            assert (c["steps"], c["stop_reason"]) == (cap, "max_steps")
+    assert cut >= 1  # some control did run longer than its fit under protocol 2's rules
+    with pytest.raises(NumbenchError, match="permuted_sites: 'all' is not one of every, best"):
+        Settings.make(controls={"permuted_sites": "all"})
+    with pytest.raises(NumbenchError, match="unknown rule 'sites'"):
+        Settings.make(controls={"sites": "best"})
+    assert Settings.make(controls={"steps": "own"}).ranked  # the protocol's own rules
+
+
+@pytest.mark.integration  # a transformer's three sites
+def test_the_permuted_control_at_the_best_site_only(multi, tmp_path):
+    """"permuted_sites": "best": one permuted control per ranked cell, at the site whose
+    fit has the best valid IIA (where the random-init control is), none elsewhere."""
+    from models_helpers import tiny
+    from numbench.models.files import save_model
+    from numbench.scores import best_site
+
+    path = tmp_path / "tiny_transformer.pt"
+    save_model(tiny("transformer", multi), path, task=multi, seed=0, training={})
+    engine = engine_config(max_steps=6, eval_every=3, fail_after=3, fits_per_forward=16,
+                           eval_chunk=1000)
+    doc = evaluate(path, settings=Settings(engine=engine, controls=CANDIDATE_CONTROLS))
+    cells = doc["cells"]
+    for fit in [c for c in cells if c["control"] is None and c["alignment"] in RANKED_ALIGNMENTS]:
+        best = best_site(cells, fit["program"], fit["variable"], fit["alignment"])
+        for control in ("permuted", "random_init"):
+            sites = [c["site"] for c in cells if c["control"] == control and
+                     (c["program"], c["variable"], c["alignment"]) ==
+                     (fit["program"], fit["variable"], fit["alignment"])]
+            assert sites == [best["site"]]
+    assert {c["site"] for c in cells if c["control"] is None} == {"embed", "block0", "block1"}
+

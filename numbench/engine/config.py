@@ -125,6 +125,9 @@ class FitSpec:
     # in the given order), so a fit likely to run long does not start last and leave one
     # process training it alone. Order only: a fit's numbers do not depend on when it starts
     priority: int = 0
+    # a step cap of this fit's own, below the budget's ``max_steps`` (a control gets no
+    # more steps than the fit it controls: ``numbench.protocol.CONTROL_RULES``)
+    max_steps: int | None = None
 
 
 @dataclass

@@ -50,6 +50,8 @@ class Fit:
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
         self.t = 0  # steps trained (continuous schedule: each fit counts its own)
         self.lr_scale, self.decays = 1.0, 0  # this fit's learning rate is lr · lr_scale
+        cap = engine.config.max_steps
+        self.max_steps = min(spec.max_steps, cap) if spec.max_steps else cap
 
 
 def trainable(specs: list[FitSpec]) -> list[int]:
@@ -272,6 +274,8 @@ class Engine:
             f.stop_reason = "plateau"
         elif step >= cfg.fail_after and iia < cfg.fail_iia:
             f.stop_reason = "failing"
+        if not f.stop_reason and step >= f.max_steps:  # the budget's, or the fit's own cap
+            f.stop_reason = "max_steps"
         if f.stop_reason:
             f.active = False
 

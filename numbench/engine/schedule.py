@@ -109,8 +109,9 @@ def lockstep(engine: Engine, specs: list[FitSpec], seed: int = 0,
         opt.zero_grad(set_to_none=True)
         engine.train_step(active, batches[step])
         adam_step(opt, active)
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            engine.validate(active, step)
+        due = [f for f in active if step % cfg.eval_every == 0 or step >= f.max_steps]
+        if due:
+            engine.validate(due, step)
             if on_step:
                 on_step(step, sum(f.active for f in training), max(f.best_iia for f in training))
     for f in training:
@@ -179,8 +180,6 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
         for f in due:
             loss, ok = f.engine.score([f], "valid")
             f.engine.judge(f, float(ok[0].mean()), float(loss[0]), f.t)
-            if f.active and f.t >= cfg.max_steps:
-                f.active, f.stop_reason = False, "max_steps"
             best = max(best, f.best_iia)
         release_free_memory()  # freed autograd buffers back to the OS (memory.py)
 
@@ -228,7 +227,7 @@ def run_stream(jobs: list[tuple[Engine, FitSpec]], claim: Callable[[int], list[i
                                                  for f in mine]))
         for opt, fits in optimizers:
             adam_step(opt, [f for f in fits if f.active])
-        due = [f for f in live if f.t % cfg.eval_every == 0 or f.t >= cfg.max_steps]
+        due = [f for f in live if f.t % cfg.eval_every == 0 or f.t >= f.max_steps]
         if due:
             validate(due)
             if on_step:
