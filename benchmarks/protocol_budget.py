@@ -9,7 +9,8 @@ result for that model (``benchmarks/protocol1_reference.json``: every cell's tes
 steps from the committed protocol-1 result files). Per candidate and model it prints the
 total alignment-steps and their ratio to protocol 1's, wall time, the largest drop of a
 ranked cell's test IIA (single mode, ranked k, every site) and the largest rise of a
-control (permuted, random-init). Runs are resumable: a finished run's result file is
+control (permuted, random-init), and the largest fall of a control (a weaker control flatters
+its cell's selectivity). Runs are resumable: a finished run's result file is
 reused, an interrupted one resumes from its ``.partial``. With ``--committed``, "p2" is
 read from the committed protocol-2 results (``submissions/<model>/result.json``) instead
 of run: ``--models all --candidates p2 --committed`` compares the whole zoo.
@@ -52,11 +53,13 @@ CANDIDATES: dict[str, dict] = {
     "lr1e-2_decay_p4": {"lr": 1e-2, "eval_every": 50, "patience": 4, "fail_after": 300,
                         "max_steps": 3000, "lr_decays": 1, "lr_decay": 0.1},
     # protocol 2's budget, its controls trained by other rules (numbench/protocol.py
-    # CONTROL_RULES): the permuted control at the best site only, and no control trained
-    # longer than its fit; then the steps that saves spent on the fits' patience
+    # CONTROL_RULES): the permuted control at the best site only; no control trained longer
+    # than its fit
+    "p2_best_site_permuted": BUDGET | {"controls": {"permuted_sites": "best"}},
     "p2_fit_controls": BUDGET | {"controls": FIT_CONTROLS},
-    "p2_fit_controls_p6": BUDGET | {"patience": 6, "max_steps": 4000, "controls": FIT_CONTROLS},
-    "p2_fit_controls_p8": BUDGET | {"patience": 8, "max_steps": 5000, "controls": FIT_CONTROLS},
+    # ... or the controls on a longer patience than the fits (protocol 1: 10 validations)
+    "p2_patient_controls": BUDGET | {"controls": {"permuted_sites": "best", "patience": 10,
+                                                  "max_steps": 5000}},
 }
 
 
@@ -66,9 +69,10 @@ def ranked(cell: dict) -> bool:
 
 
 def compare(result: dict, reference: dict) -> dict:
-    """Largest ranked drop and control rise (with the cells' keys) against protocol 1."""
+    """Largest ranked drop, control rise and control fall (with the cells' keys) against
+    protocol 1: a control that falls makes its cell's selectivity look better."""
     ref = reference["cells"]
-    drop, rise = (-1.0, ""), (-1.0, "")
+    drop, rise, fall = (-1.0, ""), (-1.0, ""), (-1.0, "")
     for c in result["cells"]:
         if c["key"] not in ref:
             continue
@@ -77,10 +81,13 @@ def compare(result: dict, reference: dict) -> dict:
             drop = (-delta, c["key"])
         if c["control"] in ("permuted", "random_init") and delta > rise[0]:
             rise = (delta, c["key"])
+        if c["control"] in ("permuted", "random_init") and -delta > fall[0]:
+            fall = (-delta, c["key"])
     # the protocol's own fits: a result with extra methods (--alignments) trained more
     extra = {a["name"] for a in result["settings"].get("alignments", [])}
     steps = sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra)
     return {"steps": steps, "ratio": steps / reference["steps"], "drop": drop, "rise": rise,
+            "fall": fall,
             "wall": result["wall_seconds"]["total"], "methods": bool(extra),
             "symbol": result["summary"]["symbol_score"], "symbol_p1": reference["symbol_score"]}
 
@@ -88,7 +95,7 @@ def compare(result: dict, reference: dict) -> dict:
 def line(candidate: str, model: str, cmp: dict) -> str:
     wall = f"{cmp['wall']:>6.0f}{'*' if cmp['methods'] else ' '}"
     return (f"{candidate:<20} {model:<30} {cmp['steps']:>7} {cmp['ratio']:>5.2f} {wall} "
-            f"{cmp['drop'][0]:>8.3f} {cmp['rise'][0]:>8.3f} {cmp['symbol']:>6.3f} "
+            f"{cmp['drop'][0]:>8.3f} {cmp['rise'][0]:>8.3f} {cmp['fall'][0]:>8.3f} {cmp['symbol']:>6.3f} "
             f"{cmp['symbol_p1']:>6.3f}")
 
 
@@ -138,11 +145,15 @@ def main() -> None:
         return
     from numbench.machine import cpu_description
 
+    from numbench.models.registry import load_arch_module
+
+    for plugin in sorted((ROOT / "baselines" / "architectures").glob("*.py")):
+        load_arch_module(plugin)  # the shipped plugin architectures (rnn_multi_object_s0's)
     reference = json.loads(REFERENCE.read_text())
     out = Path(args.out)
     print(f"CPU: {cpu_description()}")
     head = (f"{'candidate':<20} {'model':<30} {'steps':>7} {'/p1':>5} {'wall s':>7} "
-            f"{'max drop':>8} {'max rise':>8} {'symbol':>6} {'p1':>6}")
+            f"{'max drop':>8} {'max rise':>8} {'ctl fall':>8} {'symbol':>6} {'p1':>6}")
     rows = []
     models = [m for m in reference if not m.startswith("_")] if args.models == "all" else args.models.split(",")
     for candidate in args.candidates.split(","):
@@ -155,7 +166,8 @@ def main() -> None:
     print(head)
     for candidate, model, cmp in rows:
         print(line(candidate, model, cmp))
-        print(f"{'':<20}   drop at {cmp['drop'][1]}; rise at {cmp['rise'][1]}")
+        print(f"{'':<20}   drop at {cmp['drop'][1]}; rise at {cmp['rise'][1]}; "
+              f"control fall at {cmp['fall'][1]}")
     if any(cmp["methods"] for *_, cmp in rows):
         print("* the wall time of a run that also trained extra methods (--alignments); its "
               "steps are the protocol's fits only")

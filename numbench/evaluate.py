@@ -124,7 +124,8 @@ def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
         engines.append(Engine(model, site, mode, settings.engine))
         specs.append([FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
                               seed=_fit_seed(settings.seed, meta["key"]),
-                              priority=_claim_priority(meta), max_steps=meta.get("max_steps"))
+                              priority=_claim_priority(meta), max_steps=meta.get("max_steps"),
+                              patience=meta.get("patience"))
                       for meta, _, tensors in jobs])
     on_step, n = None, sum(len(s) for s in specs)
     if progress:
@@ -154,13 +155,13 @@ def no_interchange_iia(model, pairs: _Pairs, programs: dict) -> dict:
 
 
 def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", control=None,
-         max_steps: int | None = None):
+         max_steps: int | None = None, patience: int | None = None):
     key = f"{program}/{variable}/{alignment}/k{k}/{site}/{mode}" + (f"/{control}" if control else "")
     sets, tensors = pairs.triplet(program, variable, mode, permuted=control == "permuted")
     meta = {"key": key, "program": program, "variable": variable, "alignment": alignment,
             "k": k, "site": site, "mode": mode, "control": control}
-    if max_steps is not None:  # the cell records its steps; the cap is its fit's (CONTROL_RULES)
-        return dict(meta, max_steps=max_steps), sets, tensors
+    if max_steps or patience:  # a control's own (CONTROL_RULES); its cell records its steps
+        return dict(meta, max_steps=max_steps, patience=patience), sets, tensors
     return meta, sets, tensors
 
 
@@ -277,10 +278,12 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
         by_site: dict[str, dict[str, list]] = {}
 
         def add(cell: dict, control: str) -> None:
-            cap = max(cell["steps"], settings.engine.fail_after) if capped else None
+            own = settings.controls["max_steps"]
+            cap = max(cell["steps"], settings.engine.fail_after) if capped else own
             by_site.setdefault(cell["site"], {}).setdefault(control, []).append(_job(
                 pairs, cell["program"], cell["variable"], cell["alignment"], cell["k"],
-                cell["site"], control=control, max_steps=cap))
+                cell["site"], control=control, max_steps=cap,
+                patience=settings.controls["patience"]))
 
         for program, variables in programs.items():
             for var in variables:
@@ -329,7 +332,8 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
                     if control in jobs]
             label = f"{'random-init control' if permuted_beside else 'controls'} at {site}"
             new += [c for got in stages(runs, label) for c in got]
-    cells += [{k: v for k, v in dict(c, ranked_k=True).items() if k != "max_steps"} for c in new]
+    cells += [{k: v for k, v in dict(c, ranked_k=True).items() if k not in ("max_steps", "patience")}
+              for c in new]
     walls["controls"], t = time.perf_counter() - t, time.perf_counter()
 
     # 3. --sweep: k-sweep and sd_linear at the best site, prefix mode at every site

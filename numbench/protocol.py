@@ -43,13 +43,15 @@ QUICK_BUDGET = BUDGET | {"max_steps": 250, "patience": 2, "fail_after": 150}
 # site, beside the fits, on the budget's own stopping rules; the random-init control at the
 # cell's best site, after the sites are ranked. The budget study
 # (benchmarks/protocol_budget.py) also tries "permuted_sites": "best" (the permuted control
-# trained like the random-init one, at the best site only: selectivity reads no other) and
+# trained like the random-init one, at the best site only: selectivity reads no other);
 # "steps": "fit" (a control stops at its fit's steps, or ``fail_after`` if that is more: it
-# gets the training its fit got, not more). A result evaluated under other rules records
-# them (``settings.controls``) and is unranked; a protocol version that adopts them puts
-# them in ``PROTOCOL``.
-CONTROL_RULES = {"permuted_sites": "every", "steps": "own"}
-CONTROL_CHOICES = {"permuted_sites": ("every", "best"), "steps": ("own", "fit")}
+# gets the training its fit got, not more); and a ``patience`` and ``max_steps`` of the
+# controls' own in place of the budget's (None: the budget's). A result evaluated under
+# other rules records them (``settings.controls``) and is unranked; a protocol version that
+# adopts them puts them in ``PROTOCOL``.
+CONTROL_RULES = {"permuted_sites": "every", "steps": "own", "patience": None, "max_steps": None}
+CONTROL_CHOICES = {"permuted_sites": ("every", "best"), "steps": ("own", "fit"),
+                   "patience": int, "max_steps": int}
 
 
 def engine_config(quick: bool = False, **settings):

@@ -44,9 +44,12 @@ def control_rules(rules: dict | None, what: str = "controls") -> dict:
     for key, value in (rules or {}).items():
         if key not in CONTROL_CHOICES:
             raise NumbenchError(f"{what}: unknown rule '{key}' (rules: {', '.join(CONTROL_CHOICES)})")
-        if value not in CONTROL_CHOICES[key]:
-            raise NumbenchError(f"{what}.{key}: '{value}' is not one of "
-                                f"{', '.join(CONTROL_CHOICES[key])}")
+        choices = CONTROL_CHOICES[key]
+        if choices is int:  # a number of the controls' own, or None: the budget's
+            if value is not None and (type(value) is not int or value < 1):
+                raise NumbenchError(f"{what}.{key}: {value!r} is not a positive integer")
+        elif value not in choices:
+            raise NumbenchError(f"{what}.{key}: '{value}' is not one of {', '.join(choices)}")
         out[key] = value
     return out
 
@@ -62,6 +65,9 @@ class Settings:
     alignments: tuple[str, ...] = ()
     # how the controls train (``protocol.CONTROL_RULES``; others only in the budget study)
     controls: dict = field(default_factory=lambda: dict(CONTROL_RULES))
+
+    def __post_init__(self):
+        self.controls = control_rules(self.controls)  # every rule, checked
 
     @classmethod
     def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False,
@@ -134,7 +140,7 @@ class Settings:
         eng = asdict(self.engine)
         out = {"seed": self.seed, "quick": self.quick, "sweep": self.sweep, "engine": eng}
         if self.controls != CONTROL_RULES:
-            out["controls"] = dict(self.controls)
+            out["controls"] = {k: v for k, v in self.controls.items() if v is not None}
         if self.alignments:
             out["alignments"] = [alignment_record(name) for name in self.alignments]
         return out

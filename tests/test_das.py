@@ -242,6 +242,10 @@ def test_stopping_rules(small_gru, multi):
                        lr_decays=0)
     res = run(Engine(small_gru, "hidden", config=cfg), [FitSpec("p", "orthogonal", 2, tr, va, te)])
     assert res[0].stop_reason == "plateau" and res[0].steps == 40
+    # a fit's own patience (and max_steps, even above the budget's) in place of the budget's
+    res = run(Engine(small_gru, "hidden", config=dataclasses.replace(cfg, max_steps=60)),
+              [FitSpec("p", "orthogonal", 2, tr, va, te, patience=4, max_steps=100)])
+    assert res[0].stop_reason == "plateau" and res[0].steps == 80
     # with a decay the first plateau lowers the learning rate, the second one stops
     cfg = dataclasses.replace(cfg, lr_decays=1)
     res = run(Engine(small_gru, "hidden", config=cfg), [FitSpec("p", "orthogonal", 2, tr, va, te)])

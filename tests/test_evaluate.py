@@ -296,7 +296,7 @@ def test_other_control_rules_train_each_control_no_longer_than_its_fit(counter_f
     doc = evaluate(counter_file, settings=Settings(engine=engine, controls=CANDIDATE_CONTROLS))
     validate_result(doc)
     assert not doc["ranked"] and doc["settings"]["controls"] == CANDIDATE_CONTROLS
-    assert S.from_json(doc["settings"]).controls == CANDIDATE_CONTROLS
+    assert S.from_json(doc["settings"]).controls == S(controls=CANDIDATE_CONTROLS).controls
     cells = {c["key"]: c for c in doc["cells"]}
     assert cells.keys() == plain.keys()  # one site: the best site is every site
     cut = 0
@@ -312,11 +312,22 @@ def test_other_control_rules_train_each_control_no_longer_than_its_fit(counter_f
             cut += 1
             assert (c["steps"], c["stop_reason"]) == (cap, "max_steps")
     assert cut >= 1  # some control did run longer than its fit under protocol 2's rules
+    # the controls' own patience and max_steps, here above the fits' budget
+    longer = evaluate(counter_file, settings=Settings(engine=engine, controls={
+        "permuted_sites": "best", "patience": 6, "max_steps": 90}))["cells"]
+    assert all(c == plain[c["key"]] for c in longer if c["control"] is None)
+    steps = [c["steps"] for c in longer if c["control"] is not None]
+    assert max(steps) > engine.max_steps and max(steps) <= 90
     with pytest.raises(NumbenchError, match="permuted_sites: 'all' is not one of every, best"):
         Settings.make(controls={"permuted_sites": "all"})
     with pytest.raises(NumbenchError, match="unknown rule 'sites'"):
         Settings.make(controls={"sites": "best"})
+    with pytest.raises(NumbenchError, match="patience: 0 is not a positive integer"):
+        Settings.make(controls={"patience": 0})
     assert Settings.make(controls={"steps": "own"}).ranked  # the protocol's own rules
+    own = Settings.make(controls={"patience": 10, "max_steps": 5000})
+    assert not own.ranked and own.to_json()["controls"] == {
+        "permuted_sites": "every", "steps": "own", "patience": 10, "max_steps": 5000}
 
 
 @pytest.mark.integration  # a transformer's three sites

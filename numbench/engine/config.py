@@ -125,9 +125,10 @@ class FitSpec:
     # in the given order), so a fit likely to run long does not start last and leave one
     # process training it alone. Order only: a fit's numbers do not depend on when it starts
     priority: int = 0
-    # a step cap of this fit's own, below the budget's ``max_steps`` (a control gets no
-    # more steps than the fit it controls: ``numbench.protocol.CONTROL_RULES``)
+    # this fit's own ``max_steps`` and ``patience`` in place of the budget's (the control
+    # rules a budget-study candidate tries: ``numbench.protocol.CONTROL_RULES``)
     max_steps: int | None = None
+    patience: int | None = None
 
 
 @dataclass

@@ -50,8 +50,8 @@ class Fit:
         self.valid_loss, self.steps, self.stop_reason = float("nan"), 0, ""
         self.t = 0  # steps trained (continuous schedule: each fit counts its own)
         self.lr_scale, self.decays = 1.0, 0  # this fit's learning rate is lr · lr_scale
-        cap = engine.config.max_steps
-        self.max_steps = min(spec.max_steps, cap) if spec.max_steps else cap
+        self.max_steps = spec.max_steps or engine.config.max_steps
+        self.patience = spec.patience or engine.config.patience
 
 
 def trainable(specs: list[FitSpec]) -> list[int]:
@@ -267,14 +267,14 @@ class Engine:
             f.since_loss_best += 1
         if iia >= cfg.stop_iia:
             f.stop_reason = "reached_iia"
-        elif f.since_loss_best >= cfg.patience and f.decays < cfg.lr_decays:
+        elif f.since_loss_best >= f.patience and f.decays < cfg.lr_decays:
             # a plateau first lowers the fit's learning rate (up to lr_decays times)
             f.decays, f.lr_scale, f.since_loss_best = f.decays + 1, f.lr_scale * cfg.lr_decay, 0
-        elif f.since_loss_best >= cfg.patience:
+        elif f.since_loss_best >= f.patience:
             f.stop_reason = "plateau"
         elif step >= cfg.fail_after and iia < cfg.fail_iia:
             f.stop_reason = "failing"
-        if not f.stop_reason and step >= f.max_steps:  # the budget's, or the fit's own cap
+        if not f.stop_reason and step >= f.max_steps:  # the budget's, or the fit's own
             f.stop_reason = "max_steps"
         if f.stop_reason:
             f.active = False

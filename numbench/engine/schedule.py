@@ -103,7 +103,8 @@ def lockstep(engine: Engine, specs: list[FitSpec], seed: int = 0,
     batches = Batches(len(fits[0].splits["train"].pos), cfg.batch_size, seed)
     step = 0
     engine.validate(training, 0)
-    while any(f.active for f in training) and step < cfg.max_steps:
+    last = max((f.max_steps for f in training), default=0)
+    while any(f.active for f in training) and step < last:
         step += 1
         active = [f for f in training if f.active]
         opt.zero_grad(set_to_none=True)
@@ -114,9 +115,7 @@ def lockstep(engine: Engine, specs: list[FitSpec], seed: int = 0,
             engine.validate(due, step)
             if on_step:
                 on_step(step, sum(f.active for f in training), max(f.best_iia for f in training))
-    for f in training:
-        if f.active:
-            f.active, f.stop_reason, f.steps = False, "max_steps", step
+    for f in training:  # each has stopped, at the latest validated at its max_steps
         f.module.load_slice(f.slot, f.best_state)
     valid_loss, valid_ok = engine.score(fits, "valid")
     _, test_ok = engine.score(fits, "test")

@@ -40,14 +40,15 @@ def pack_specs(specs: list[FitSpec]) -> list[tuple]:
     arrays = Arrays()
     pack = lambda p: (type(p), [arrays(getattr(p, f.name)) for f in dataclasses.fields(p)])
     return [(s.key, s.alignment, s.k, pack(s.train), pack(s.valid), pack(s.test), s.seed,
-             s.max_steps) for s in specs]
+             s.max_steps, s.patience) for s in specs]
 
 
 def unpack_specs(packed: list[tuple]) -> list[FitSpec]:
     tensors = Arrays()
     unpack = lambda p: p[0](*[tensors(a) for a in p[1]])
-    return [FitSpec(key, kind, k, unpack(tr), unpack(va), unpack(te), seed=seed, max_steps=cap)
-            for key, kind, k, tr, va, te, seed, cap in packed]
+    return [FitSpec(key, kind, k, unpack(tr), unpack(va), unpack(te), seed=seed,
+                    max_steps=cap, patience=patience)
+            for key, kind, k, tr, va, te, seed, cap, patience in packed]
 
 
 def states(results: dict[int, FitResult], to) -> dict[int, FitResult]:
