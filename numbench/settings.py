@@ -64,10 +64,10 @@ class Settings:
     # ranked k, controls); never in the symbol score
     alignments: tuple[str, ...] = ()
     # how the controls train (``protocol.CONTROL_RULES``; others only in the budget study)
-    controls: dict = field(default_factory=lambda: dict(CONTROL_RULES))
+    controls: dict | None = None
 
     def __post_init__(self):
-        self.controls = control_rules(self.controls)  # every rule, checked
+        self.controls = control_rules(self.controls)  # every rule, checked; None: protocol's
 
     @classmethod
     def make(cls, *, seed: int = 0, quick: bool = False, sweep: bool = False,
@@ -91,7 +91,7 @@ class Settings:
             raise NumbenchError(f"workers={config.workers}: on {device} the fits train in one "
                                 "process (worker processes are for CPUs)")
         return cls(seed=seed, quick=quick, sweep=sweep, engine=config, alignments=extra,
-                   controls=control_rules(controls))
+                   controls=controls)
 
     @classmethod
     def from_json(cls, d: dict) -> "Settings":
