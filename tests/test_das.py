@@ -560,8 +560,9 @@ def test_a_lowered_learning_rate_is_adam_at_that_rate_for_that_slice_alone(kind)
     assert (batch.single(0).projector() - batch.single(1).projector()).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("schedule,workers", [("lockstep", 1), ("continuous", 1),
-                                              pytest.param("continuous", 2, marks=pytest.mark.integration)])
+@pytest.mark.parametrize("schedule,workers", [
+    ("continuous", 1), pytest.param("lockstep", 1, marks=pytest.mark.integration),
+    pytest.param("continuous", 2, marks=pytest.mark.integration)])
 def test_a_fits_own_step_cap_stops_it_as_the_budgets_would(small_gru, multi, schedule, workers):
     """``FitSpec.max_steps`` is the budget's ``max_steps`` for that fit alone: it stops
     there, validated at its cap even off the cadence, as if the budget said so, and the fit
@@ -569,18 +570,15 @@ def test_a_fits_own_step_cap_stops_it_as_the_budgets_would(small_gru, multi, sch
     tr, va, te = data(multi, "up_down", "count", n_train=256, n_eval=100)
     config = lambda steps: dataclasses.replace(no_stop(steps), workers=workers, schedule=schedule,
                                                fits_per_forward=1 if workers > 1 else 3)
-    specs = [FitSpec("capped", "linear", 4, tr, va, te, seed=1, max_steps=60),
+    specs = [FitSpec("capped", "linear", 4, tr, va, te, seed=1, max_steps=35),
              FitSpec("free", "orthogonal", 4, tr, va, te, seed=2)]
     with one_thread():
-        got = run(Engine(small_gru, "hidden", config=config(100)), specs)
+        got = run(Engine(small_gru, "hidden", config=config(50)), specs)
         alone = [run(Engine(small_gru, "hidden", config=config(n)), [dataclasses.replace(s, max_steps=None)])[0]
-                 for n, s in ((60, specs[0]), (100, specs[1]))]
-    for r, want, steps in zip(got, alone, (60, 100)):
+                 for n, s in ((35, specs[0]), (50, specs[1]))]
+    for r, want, steps in zip(got, alone, (35, 50)):
         assert (r.steps, r.stop_reason) == (steps, "max_steps") == (want.steps, want.stop_reason)
         assert r.valid_loss == pytest.approx(want.valid_loss, rel=1e-5)
         assert (r.test_correct == want.test_correct).mean() >= 0.99
         if schedule == "continuous":  # a fit trains exactly as it would alone
             assert r.valid_loss == want.valid_loss and (r.test_correct == want.test_correct).all()
-    uncapped = run(Engine(small_gru, "hidden", config=config(100)),
-                   [dataclasses.replace(specs[0], max_steps=None)])
-    assert uncapped[0].steps == 100  # without its cap the same fit trains on
