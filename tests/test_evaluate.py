@@ -282,6 +282,26 @@ def counter_file(tmp_path_factory, multi):
     return path
 
 
+def test_control_rules_are_checked_recorded_and_unranked():
+    """Other control rules than protocol 2's: each checked in one line, recorded (those
+    set), read back, and the result unranked; the protocol's own leave it ranked."""
+    from numbench.settings import Settings as S
+
+    with pytest.raises(NumbenchError, match="permuted_sites: 'all' is not one of every, best"):
+        Settings.make(controls={"permuted_sites": "all"})
+    with pytest.raises(NumbenchError, match="unknown rule 'sites'"):
+        Settings.make(controls={"sites": "best"})
+    with pytest.raises(NumbenchError, match="patience: 0 is not a positive integer"):
+        Settings.make(controls={"patience": 0})
+    assert Settings.make(controls={"steps": "own"}).ranked  # the protocol's own rules
+    own = Settings.make(controls={"patience": 10, "max_steps": 5000})
+    assert not own.ranked and own.to_json()["controls"] == {
+        "permuted_sites": "every", "steps": "own", "patience": 10, "max_steps": 5000}
+    assert S.from_json(own.to_json()).controls == own.controls
+    assert "controls" not in Settings.make().to_json()
+
+
+@pytest.mark.integration  # whole evaluations
 def test_other_control_rules_train_each_control_no_longer_than_its_fit(counter_file):
     """Under a budget-study candidate's control rules a control stops at its fit's steps
     (or ``fail_after``): every cell equals the protocol-2 run's where that run's control
@@ -318,16 +338,6 @@ def test_other_control_rules_train_each_control_no_longer_than_its_fit(counter_f
     assert all(c == plain[c["key"]] for c in longer if c["control"] is None)
     steps = [c["steps"] for c in longer if c["control"] is not None]
     assert max(steps) > engine.max_steps and max(steps) <= 90
-    with pytest.raises(NumbenchError, match="permuted_sites: 'all' is not one of every, best"):
-        Settings.make(controls={"permuted_sites": "all"})
-    with pytest.raises(NumbenchError, match="unknown rule 'sites'"):
-        Settings.make(controls={"sites": "best"})
-    with pytest.raises(NumbenchError, match="patience: 0 is not a positive integer"):
-        Settings.make(controls={"patience": 0})
-    assert Settings.make(controls={"steps": "own"}).ranked  # the protocol's own rules
-    own = Settings.make(controls={"patience": 10, "max_steps": 5000})
-    assert not own.ranked and own.to_json()["controls"] == {
-        "permuted_sites": "every", "steps": "own", "patience": 10, "max_steps": 5000}
 
 
 @pytest.mark.integration  # a transformer's three sites
