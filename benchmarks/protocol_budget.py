@@ -35,8 +35,9 @@ PANEL = ("gru_multi_object_s0", "lstm_multi_object_s0", "rnn_multi_object_s0",
 
 FIT_CONTROLS = {"permuted_sites": "best", "steps": "fit"}
 
-# engine settings of each candidate (and its control rules, ``controls``), over protocol 1's (lr 1e-3, eval_every 100,
-# patience 10, fail_after 1500, max_steps 20,000, no learning-rate decay). "p2" is the
+# engine settings of each candidate (and its control rules, ``controls``), over protocol
+# 1's (lr 1e-3, eval_every 100, patience 10, fail_after 1500, max_steps 20,000, no
+# learning-rate decay). "p2" is the
 # chosen one (numbench/protocol.py BUDGET), "p1" protocol 1's own budget.
 CANDIDATES: dict[str, dict] = {
     "p1": PROTOCOL1_BUDGET,
@@ -79,10 +80,11 @@ def compare(result: dict, reference: dict) -> dict:
         delta = c["test_iia"] - ref[c["key"]]["test_iia"]
         if ranked(c) and -delta > drop[0]:
             drop = (-delta, c["key"])
-        if c["control"] in ("permuted", "random_init") and delta > rise[0]:
-            rise = (delta, c["key"])
-        if c["control"] in ("permuted", "random_init") and -delta > fall[0]:
-            fall = (-delta, c["key"])
+        if c["control"] in ("permuted", "random_init"):
+            if delta > rise[0]:
+                rise = (delta, c["key"])
+            if -delta > fall[0]:
+                fall = (-delta, c["key"])
     # the protocol's own fits: a result with extra methods (--alignments) trained more
     extra = {a["name"] for a in result["settings"].get("alignments", [])}
     steps = sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra)
@@ -144,7 +146,6 @@ def main() -> None:
             print(f"{name}: {eng}")
         return
     from numbench.machine import cpu_description
-
     from numbench.models.registry import load_arch_module
 
     for plugin in sorted((ROOT / "baselines" / "architectures").glob("*.py")):

@@ -85,8 +85,12 @@ def _pair_hashes(pairs: list[PairSet]) -> dict[str, str]:
     return {s: p.sha256 for s, p in zip(("train", "valid", "test"), pairs)}
 
 
+_LIMITS = ("max_steps", "patience")  # a fit's own (a control's, CONTROL_RULES); not in its cell
+
+
 def _cell(r: FitResult, spec_meta: dict, pairs: list[PairSet], site_index: int) -> dict:
-    cell = dict(spec_meta, key=r.key, k=r.k, site_index=site_index,
+    about = {k: v for k, v in spec_meta.items() if k not in _LIMITS}
+    cell = dict(about, key=r.key, k=r.k, site_index=site_index,
                 valid_iia=r.valid_iia, test_iia=r.test_iia, valid_loss=round(r.valid_loss, 6),
                 steps=r.steps, best_step=r.best_step, stop_reason=r.stop_reason,
                 pairs=_pair_hashes(pairs))
@@ -124,8 +128,8 @@ def _run_fits(runs: list[tuple], settings: Settings, progress: Progress | None,
         engines.append(Engine(model, site, mode, settings.engine))
         specs.append([FitSpec(meta["key"], meta["alignment"], meta["k"], *tensors,
                               seed=_fit_seed(settings.seed, meta["key"]),
-                              priority=_claim_priority(meta), max_steps=meta.get("max_steps"),
-                              patience=meta.get("patience"))
+                              priority=_claim_priority(meta), max_steps=meta["max_steps"],
+                              patience=meta["patience"])
                       for meta, _, tensors in jobs])
     on_step, n = None, sum(len(s) for s in specs)
     if progress:
@@ -159,9 +163,8 @@ def _job(pairs: _Pairs, program, variable, alignment, k, site, mode="single", co
     key = f"{program}/{variable}/{alignment}/k{k}/{site}/{mode}" + (f"/{control}" if control else "")
     sets, tensors = pairs.triplet(program, variable, mode, permuted=control == "permuted")
     meta = {"key": key, "program": program, "variable": variable, "alignment": alignment,
-            "k": k, "site": site, "mode": mode, "control": control}
-    if max_steps or patience:  # a control's own (CONTROL_RULES); its cell records its steps
-        return dict(meta, max_steps=max_steps, patience=patience), sets, tensors
+            "k": k, "site": site, "mode": mode, "control": control, "max_steps": max_steps,
+            "patience": patience}
     return meta, sets, tensors
 
 
@@ -332,8 +335,7 @@ def evaluate(model_path: str | Path, *, task_name: str | None = None,
                     if control in jobs]
             label = f"{'random-init control' if permuted_beside else 'controls'} at {site}"
             new += [c for got in stages(runs, label) for c in got]
-    cells += [{k: v for k, v in dict(c, ranked_k=True).items() if k not in ("max_steps", "patience")}
-              for c in new]
+    cells += [dict(c, ranked_k=True) for c in new]
     walls["controls"], t = time.perf_counter() - t, time.perf_counter()
 
     # 3. --sweep: k-sweep and sd_linear at the best site, prefix mode at every site
