@@ -1,7 +1,8 @@
 """The protocol-2 budget study: candidate budgets against protocol 1's committed answers.
 
     python benchmarks/protocol_budget.py [--models gru_multi_object_s0,...|all]
-        [--candidates p2,lr1e-2,...] [--out DIR] [--committed] [--list]
+        [--candidates p2,lr1e-2,...] [--seed N] [--against p1|p2] [--out DIR]
+        [--committed] [--list]
 
 For every (candidate, model) it runs the full evaluate with the candidate's engine
 budget (``Settings.make(engine=...)``) and compares it, cell by cell, with protocol 1's
@@ -14,6 +15,11 @@ its cell's selectivity). Runs are resumable: a finished run's result file is
 reused, an interrupted one resumes from its ``.partial``. With ``--committed``, "p2" is
 read from the committed protocol-2 results (``submissions/<model>/result.json``) instead
 of run: ``--models all --candidates p2 --committed`` compares the whole zoo.
+
+``--seed N`` trains the candidates' fits from another alignment seed (the protocol's is
+0), and ``--against p2`` compares with the committed protocol-2 results instead of
+protocol 1's: ``--candidates p2 --seed 1 --against p2`` measures how far protocol 2's
+own figures move with the seed alone, the floor under any tolerance set against them.
 
 The chosen budget and the evidence table are in docs/protocol.md (protocol 2).
 """
@@ -69,17 +75,28 @@ def ranked(cell: dict) -> bool:
             and cell["alignment"] in ("orthogonal", "linear"))
 
 
+def as_reference(result: dict) -> dict:
+    """A result file in the shape of protocol1_reference.json's entries."""
+    extra = {a["name"] for a in result["settings"].get("alignments", [])}
+    return {"steps": sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra),
+            "symbol_score": result["summary"]["symbol_score"],
+            "cells": {c["key"]: {"steps": c["steps"], "test_iia": c["test_iia"]}
+                      for c in result["cells"]}}
+
+
 def compare(result: dict, reference: dict) -> dict:
-    """Largest ranked drop, control rise and control fall (with the cells' keys) against
-    protocol 1: a control that falls makes its cell's selectivity look better."""
+    """Largest ranked drop and gain, control rise and control fall (with the cells' keys)
+    against the reference: a control that falls makes its cell's selectivity look better."""
     ref = reference["cells"]
-    drop, rise, fall = (-1.0, ""), (-1.0, ""), (-1.0, "")
+    drop, gain, rise, fall = (-1.0, ""), (-1.0, ""), (-1.0, ""), (-1.0, "")
     for c in result["cells"]:
         if c["key"] not in ref:
             continue
         delta = c["test_iia"] - ref[c["key"]]["test_iia"]
         if ranked(c) and -delta > drop[0]:
             drop = (-delta, c["key"])
+        if ranked(c) and delta > gain[0]:
+            gain = (delta, c["key"])
         if c["control"] in ("permuted", "random_init"):
             if delta > rise[0]:
                 rise = (delta, c["key"])
@@ -88,8 +105,8 @@ def compare(result: dict, reference: dict) -> dict:
     # the protocol's own fits: a result with extra methods (--alignments) trained more
     extra = {a["name"] for a in result["settings"].get("alignments", [])}
     steps = sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra)
-    return {"steps": steps, "ratio": steps / reference["steps"], "drop": drop, "rise": rise,
-            "fall": fall,
+    return {"steps": steps, "ratio": steps / reference["steps"], "drop": drop, "gain": gain,
+            "rise": rise, "fall": fall,
             "wall": result["wall_seconds"]["total"], "methods": bool(extra),
             "symbol": result["summary"]["symbol_score"], "symbol_p1": reference["symbol_score"]}
 
@@ -97,7 +114,7 @@ def compare(result: dict, reference: dict) -> dict:
 def line(candidate: str, model: str, cmp: dict) -> str:
     wall = f"{cmp['wall']:>6.0f}{'*' if cmp['methods'] else ' '}"
     return (f"{candidate:<20} {model:<30} {cmp['steps']:>7} {cmp['ratio']:>5.2f} {wall} "
-            f"{cmp['drop'][0]:>8.3f} {cmp['rise'][0]:>8.3f} {cmp['fall'][0]:>8.3f} {cmp['symbol']:>6.3f} "
+            f"{cmp['drop'][0]:>8.3f} {cmp['gain'][0]:>8.3f} {cmp['rise'][0]:>8.3f} {cmp['fall'][0]:>8.3f} {cmp['symbol']:>6.3f} "
             f"{cmp['symbol_p1']:>6.3f}")
 
 
@@ -112,16 +129,16 @@ def committed(model: str) -> dict:
     return doc
 
 
-def run(candidate: str, model: str, out: Path) -> dict:
+def run(candidate: str, model: str, out: Path, seed: int = 0) -> dict:
     from numbench.evaluate import Settings, evaluate
     from numbench.results import write_json_atomic
 
-    path = out / candidate / f"{model}.json"
+    path = out / (candidate if seed == 0 else f"{candidate}_seed{seed}") / f"{model}.json"
     if path.exists():
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = dict(CANDIDATES.get(candidate, {}))
-    settings = Settings.make(engine=engine, controls=engine.pop("controls", None))
+    settings = Settings.make(seed=seed, engine=engine, controls=engine.pop("controls", None))
     t = time.perf_counter()
     partial = path.with_name(path.name + ".partial")
     doc = evaluate(ROOT / "baselines" / f"{model}.pt", settings=settings, partial_path=partial)
@@ -136,6 +153,9 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(PANEL))
     ap.add_argument("--candidates", default="p2," + ",".join(CANDIDATES),
                     help="'p2' is the protocol's own budget (whatever numbench/protocol.py says)")
+    ap.add_argument("--seed", type=int, default=0, help="alignment seed of the runs (the protocol's: 0)")
+    ap.add_argument("--against", choices=("p1", "p2"), default="p1",
+                    help="compare with protocol 1's results or the committed protocol-2 ones")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "protocol_budget"))
     ap.add_argument("--committed", action="store_true",
                     help="read 'p2' from the committed submissions/<model>/result.json")
@@ -154,20 +174,26 @@ def main() -> None:
     out = Path(args.out)
     print(f"CPU: {cpu_description()}")
     head = (f"{'candidate':<20} {'model':<30} {'steps':>7} {'/p1':>5} {'wall s':>7} "
-            f"{'max drop':>8} {'max rise':>8} {'ctl fall':>8} {'symbol':>6} {'p1':>6}")
+            f"{'max drop':>8} {'max gain':>8} {'max rise':>8} {'ctl fall':>8} {'symbol':>6} {'p1':>6}")
     rows = []
     models = [m for m in reference if not m.startswith("_")] if args.models == "all" else args.models.split(",")
+    print(f"against: {'protocol 1' if args.against == 'p1' else 'the committed protocol-2 results'}")
     for candidate in args.candidates.split(","):
+        label = candidate if args.seed == 0 else f"{candidate}@seed{args.seed}"
         for model in models:
-            doc = committed(model) if args.committed and candidate == "p2" else run(candidate, model, out)
-            cmp = compare(doc, reference[model])
-            rows.append((candidate, model, cmp))
-            print(line(candidate, model, cmp), flush=True)
+            if args.committed and candidate == "p2" and args.seed == 0:
+                doc = committed(model)
+            else:
+                doc = run(candidate, model, out, args.seed)
+            ref = reference[model] if args.against == "p1" else as_reference(committed(model))
+            cmp = compare(doc, ref)
+            rows.append((label, model, cmp))
+            print(line(label, model, cmp), flush=True)
     print()
     print(head)
     for candidate, model, cmp in rows:
         print(line(candidate, model, cmp))
-        print(f"{'':<20}   drop at {cmp['drop'][1]}; rise at {cmp['rise'][1]}; "
+        print(f"{'':<20}   drop at {cmp['drop'][1]}; gain at {cmp['gain'][1]}; rise at {cmp['rise'][1]}; "
               f"control fall at {cmp['fall'][1]}")
     if any(cmp["methods"] for *_, cmp in rows):
         print("* the wall time of a run that also trained extra methods (--alignments); its "

@@ -111,7 +111,8 @@ def evaluation_progress(max_steps: int, notes: Callable[[str, dict], bool] = lam
 @click.command("evaluate")
 @click.argument("model_file", type=click.Path(dir_okay=False))
 @click.option("--task", "task_name", help="Task to evaluate on (default: the model file's task).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the alignment fits.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the alignment fits and the random-init control's model.")
 @click.option("--quick", is_flag=True, help="Small-budget smoke run, labelled unranked.")
 @click.option("--sweep", is_flag=True, help="Also the k-sweep, prefix mode and sd_linear.")
 @click.option("--out", type=click.Path(dir_okay=False),
