@@ -28,7 +28,9 @@ from numbench.engine import Engine, EngineConfig, FitSpec, train_together
 from numbench.evaluate import _Pairs, _fit_seed
 from numbench.machine import cpu_description
 from numbench.models.files import load_model
-from numbench.protocol import BUDGET, RANKED_ALIGNMENTS, engine_config
+from numbench.models.registry import load_arch_module
+from numbench.protocol import BUDGET, RANKED_ALIGNMENTS
+from numbench.settings import Settings
 from numbench.tasks import load_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +59,8 @@ def main() -> None:
     ap.add_argument("--skip-restarts", action="store_true")
     args = ap.parse_args()
     doc = json.loads(Path(args.result).read_text())
+    for plugin in sorted((ROOT / "baselines" / "architectures").glob("*.py")):
+        load_arch_module(plugin)  # the shipped plugin architectures (rnn_multi_object_s0's)
     model, _ = load_model(args.model or ROOT / "baselines" / doc["model"]["file"])
     task = load_task(doc["task"]["name"])
     summary = doc["summary"]["programs"]
@@ -64,7 +68,7 @@ def main() -> None:
     cells = [by_key[f"{p}/{v}/{a}/k{e['k']}/{e['site']}/single"]
              for p, prog in summary.items() for v, per in prog["variables"].items()
              for a, e in per.items() if a in RANKED_ALIGNMENTS]
-    base = replace(engine_config(**(doc["settings"]["engine"])), **BUDGET)
+    base = replace(Settings.from_json(doc["settings"]).engine, **BUDGET)
     seed = doc["settings"]["seed"]
     print(f"CPU: {cpu_description()}; {doc['model']['file']}: {len(cells)} ranked cells; "
           f"budget {BUDGET}")
