@@ -43,8 +43,8 @@ FIT_CONTROLS = {"permuted_sites": "best", "steps": "fit"}
 
 # engine settings of each candidate (and its control rules, ``controls``), over protocol
 # 1's (lr 1e-3, eval_every 100, patience 10, fail_after 1500, max_steps 20,000, no
-# learning-rate decay). "p2" is the
-# chosen one (numbench/protocol.py BUDGET), "p1" protocol 1's own budget.
+# learning-rate decay). "p2" is the chosen one (numbench/protocol.py BUDGET), "p1"
+# protocol 1's own budget.
 CANDIDATES: dict[str, dict] = {
     "p1": PROTOCOL1_BUDGET,
     "lr1e-2": PROTOCOL1_BUDGET | {"lr": 1e-2},
@@ -75,10 +75,24 @@ def ranked(cell: dict) -> bool:
             and cell["alignment"] in ("orthogonal", "linear"))
 
 
+def load_shipped_architectures() -> None:
+    """Register the shipped plugin architectures (rnn_multi_object_s0's)."""
+    from numbench.models.registry import load_arch_module
+
+    for plugin in sorted((ROOT / "baselines" / "architectures").glob("*.py")):
+        load_arch_module(plugin)
+
+
+def own_steps(result: dict) -> int:
+    """The protocol's own fits' alignment-steps: a result with extra methods
+    (--alignments) trained more."""
+    extra = {a["name"] for a in result["settings"].get("alignments", [])}
+    return sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra)
+
+
 def as_reference(result: dict) -> dict:
     """A result file in the shape of protocol1_reference.json's entries."""
-    extra = {a["name"] for a in result["settings"].get("alignments", [])}
-    return {"steps": sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra),
+    return {"steps": own_steps(result),
             "symbol_score": result["summary"]["symbol_score"],
             "cells": {c["key"]: {"steps": c["steps"], "test_iia": c["test_iia"]}
                       for c in result["cells"]}}
@@ -102,12 +116,10 @@ def compare(result: dict, reference: dict) -> dict:
                 rise = (delta, c["key"])
             if -delta > fall[0]:
                 fall = (-delta, c["key"])
-    # the protocol's own fits: a result with extra methods (--alignments) trained more
-    extra = {a["name"] for a in result["settings"].get("alignments", [])}
-    steps = sum(c["steps"] for c in result["cells"] if c["alignment"] not in extra)
+    steps = own_steps(result)
     return {"steps": steps, "ratio": steps / reference["steps"], "drop": drop, "gain": gain,
             "rise": rise, "fall": fall,
-            "wall": result["wall_seconds"]["total"], "methods": bool(extra),
+            "wall": result["wall_seconds"]["total"], "methods": bool(result["settings"].get("alignments")),
             "symbol": result["summary"]["symbol_score"], "symbol_p1": reference["symbol_score"]}
 
 
@@ -166,10 +178,8 @@ def main() -> None:
             print(f"{name}: {eng}")
         return
     from numbench.machine import cpu_description
-    from numbench.models.registry import load_arch_module
 
-    for plugin in sorted((ROOT / "baselines" / "architectures").glob("*.py")):
-        load_arch_module(plugin)  # the shipped plugin architectures (rnn_multi_object_s0's)
+    load_shipped_architectures()
     reference = json.loads(REFERENCE.read_text())
     out = Path(args.out)
     print(f"CPU: {cpu_description()}")
@@ -178,6 +188,7 @@ def main() -> None:
     rows = []
     models = [m for m in reference if not m.startswith("_")] if args.models == "all" else args.models.split(",")
     print(f"against: {'protocol 1' if args.against == 'p1' else 'the committed protocol-2 results'}")
+    refs = {m: reference[m] if args.against == "p1" else as_reference(committed(m)) for m in models}
     for candidate in args.candidates.split(","):
         label = candidate if args.seed == 0 else f"{candidate}@seed{args.seed}"
         for model in models:
@@ -185,8 +196,7 @@ def main() -> None:
                 doc = committed(model)
             else:
                 doc = run(candidate, model, out, args.seed)
-            ref = reference[model] if args.against == "p1" else as_reference(committed(model))
-            cmp = compare(doc, ref)
+            cmp = compare(doc, refs[model])
             rows.append((label, model, cmp))
             print(line(label, model, cmp), flush=True)
     print()

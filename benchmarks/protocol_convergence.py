@@ -28,10 +28,10 @@ from numbench.engine import Engine, EngineConfig, FitSpec, train_together
 from numbench.evaluate import _Pairs, _fit_seed
 from numbench.machine import cpu_description
 from numbench.models.files import load_model
-from numbench.models.registry import load_arch_module
 from numbench.protocol import BUDGET, RANKED_ALIGNMENTS
 from numbench.settings import Settings
 from numbench.tasks import load_task
+from protocol_budget import load_shipped_architectures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,8 +59,7 @@ def main() -> None:
     ap.add_argument("--skip-restarts", action="store_true")
     args = ap.parse_args()
     doc = json.loads(Path(args.result).read_text())
-    for plugin in sorted((ROOT / "baselines" / "architectures").glob("*.py")):
-        load_arch_module(plugin)  # the shipped plugin architectures (rnn_multi_object_s0's)
+    load_shipped_architectures()
     model, _ = load_model(args.model or ROOT / "baselines" / doc["model"]["file"])
     task = load_task(doc["task"]["name"])
     summary = doc["summary"]["programs"]

@@ -285,8 +285,6 @@ def counter_file(tmp_path_factory, multi):
 def test_control_rules_are_checked_recorded_and_unranked():
     """Other control rules than protocol 2's: each checked in one line, recorded (those
     set), read back, and the result unranked; the protocol's own leave it ranked."""
-    from numbench.settings import Settings as S
-
     with pytest.raises(NumbenchError, match="permuted_sites: 'all' is not one of every, best"):
         Settings.make(controls={"permuted_sites": "all"})
     with pytest.raises(NumbenchError, match="unknown rule 'sites'"):
@@ -297,7 +295,7 @@ def test_control_rules_are_checked_recorded_and_unranked():
     own = Settings.make(controls={"patience": 10, "max_steps": 5000})
     assert not own.ranked and own.to_json()["controls"] == {
         "permuted_sites": "every", "steps": "own", "patience": 10, "max_steps": 5000}
-    assert S.from_json(own.to_json()).controls == own.controls
+    assert Settings.from_json(own.to_json()).controls == own.controls
     assert "controls" not in Settings.make().to_json()
 
 
